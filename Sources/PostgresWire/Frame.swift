@@ -1,0 +1,74 @@
+import NIOCore
+
+/// One complete typed protocol message: its type byte and its body (without the length word).
+///
+/// Used on the cold paths (authentication, backend start-up, admin console), where whole
+/// messages are small. The relay's hot path never builds frames: see ``MessageBoundaryScanner``.
+public struct Frame: Sendable, Equatable {
+    public var id: UInt8
+    public var body: ByteBuffer
+
+    public init(id: UInt8, body: ByteBuffer) {
+        self.id = id
+        self.body = body
+    }
+}
+
+public enum FrameDecodingError: Error, Equatable, Sendable, CustomStringConvertible {
+    case invalidLength(Int32)
+    case messageTooLarge(length: Int, limit: Int)
+
+    public var description: String {
+        switch self {
+        case .invalidLength(let length): return "invalid message length \(length)"
+        case .messageTooLarge(let length, let limit): return "message of \(length) bytes exceeds the limit of \(limit) bytes"
+        }
+    }
+}
+
+/// Decodes typed messages (`id`, `Int32 length`, body) and enforces a maximum length before
+/// buffering, so a hostile peer cannot make us allocate what it merely announces.
+public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
+    public typealias InboundOut = Frame
+    public let maximumLength: Int
+
+    public init(maximumLength: Int) {
+        self.maximumLength = maximumLength
+    }
+
+    public mutating func decode(buffer: inout ByteBuffer) throws -> Frame? {
+        guard let (id, length) = buffer.peekFrameHeader() else { return nil }
+        guard length >= 4 else { throw FrameDecodingError.invalidLength(length) }
+        guard Int(length) <= maximumLength else {
+            throw FrameDecodingError.messageTooLarge(length: Int(length), limit: maximumLength)
+        }
+        guard buffer.readableBytes >= Int(length) + 1 else { return nil }
+        buffer.moveReaderIndex(forwardBy: 5)
+        let body = buffer.readSlice(length: Int(length) - 4)!
+        return Frame(id: id, body: body)
+    }
+
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> Frame? {
+        try decode(buffer: &buffer)
+    }
+}
+
+extension ByteBuffer {
+    /// The type byte and length word of the message at the reader index, if five bytes are there.
+    @inlinable
+    public func peekFrameHeader() -> (UInt8, Int32)? {
+        guard let id = getInteger(at: readerIndex, as: UInt8.self),
+              let length = getInteger(at: readerIndex + 1, as: Int32.self) else { return nil }
+        return (id, length)
+    }
+
+    /// Writes a typed message: the type byte, a length placeholder, the body, then patches the length.
+    @inlinable
+    public mutating func writeMessage(id: UInt8, _ body: (inout ByteBuffer) -> Void) {
+        writeInteger(id)
+        let lengthIndex = writerIndex
+        writeInteger(Int32(0))
+        body(&self)
+        setInteger(Int32(writerIndex - lengthIndex), at: lengthIndex)
+    }
+}

@@ -1,0 +1,220 @@
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PostgresWire
+
+/// Which backend connections a client may share: the same server, logged in as the same user
+/// to the same database.
+struct PoolKey: Hashable, Sendable {
+    var server: String
+    var user: String
+    var database: String
+}
+
+/// Someone waiting for a backend: a client session. A protocol rather than a closure so
+/// leasing, which happens once per transaction, allocates nothing.
+protocol PoolWaiter: AnyObject {
+    func leaseSucceeded(_ connection: BackendConnection, from pool: ConnectionPool)
+    func leaseFailed(_ error: ErrorFields)
+}
+
+/// Settings every pool shares, fixed at start-up.
+struct PoolSettings: Sendable {
+    var maximumConnectionsPerLoop: Int
+    var connectTimeout: TimeAmount
+    var queryWaitTimeout: TimeAmount?
+    var serverIdleTimeout: TimeAmount?
+    var tlsPolicy: BackendStartupStateMachine.TLSPolicy
+    var tlsContext: NIOSSLContext?
+    var saltedPasswordCache: SaltedPasswordCache
+}
+
+/// Performs a ``PoolStateMachine``'s actions for one ``PoolKey`` on one event loop: it opens
+/// connections, hands them to waiters, runs timers. Confined to its event loop, so no locks.
+final class ConnectionPool {
+    let key: PoolKey
+    let server: ServerDefinition
+    let eventLoop: EventLoop
+    private let settings: PoolSettings
+    private let credentials: BackendStartupStateMachine.Credentials
+    private let logger: Logger
+    private var machine: PoolStateMachine
+    private var connections: [Int: BackendConnection] = [:]
+    private var waiters: [Int: (waiter: PoolWaiter, timeout: Scheduled<Void>?)] = [:]
+    private var nextWaiterID = 0
+    /// Why the latest connection attempt failed, told to the waiter that loses out.
+    private var lastConnectError: ErrorFields?
+    private var idleSweep: RepeatedTask?
+
+    init(key: PoolKey, server: ServerDefinition, credentials: BackendStartupStateMachine.Credentials,
+         settings: PoolSettings, eventLoop: EventLoop, logger: Logger) {
+        self.key = key
+        self.server = server
+        self.credentials = credentials
+        self.settings = settings
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.machine = PoolStateMachine(maximumConnections: settings.maximumConnectionsPerLoop)
+        if let idleTimeout = settings.serverIdleTimeout {
+            let interval = TimeAmount.nanoseconds(max(idleTimeout.nanoseconds / 4, TimeAmount.milliseconds(100).nanoseconds))
+            idleSweep = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+                self?.closeIdleConnections(unusedFor: idleTimeout)
+            }
+        }
+    }
+
+    var idleCount: Int { machine.idleCount }
+    var leasedCount: Int { machine.leasedCount }
+    var waiterCount: Int { machine.waiterCount }
+
+    /// Asks for a connection. The waiter hears back exactly once, possibly before this returns.
+    /// Returns an ID to cancel the wait with.
+    @discardableResult
+    func lease(for waiter: PoolWaiter) -> Int {
+        eventLoop.assertInEventLoop()
+        let id = nextWaiterID
+        nextWaiterID += 1
+        let action = machine.leaseRequested(by: id)
+        if case .lease(let connection, _) = action {
+            waiter.leaseSucceeded(connections[connection]!, from: self)
+            return id
+        }
+        let timeout: Scheduled<Void>? = settings.queryWaitTimeout.map { wait in
+            eventLoop.assumeIsolated().scheduleTask(in: wait) { [weak self] in self?.waiterTimedOut(id) }
+        }
+        waiters[id] = (waiter, timeout)
+        run(action)
+        return id
+    }
+
+    func cancelWait(_ id: Int) {
+        guard let entry = waiters.removeValue(forKey: id) else { return }
+        entry.timeout?.cancel()
+        machine.waiterCancelled(id)
+    }
+
+    /// Takes a connection back. `resetQuery` runs first, for session pooling.
+    func release(_ connection: BackendConnection, resetQuery: String?) {
+        eventLoop.assertInEventLoop()
+        connection.detach()
+        guard let resetQuery else { return run(machine.connectionReleased(connection.id, now: .now)) }
+        connection.reset(with: resetQuery).whenComplete { [self] result in
+            switch result {
+            case .success: run(machine.connectionReleased(connection.id, now: .now))
+            case .failure(let error):
+                logger.warning("discarding server connection after failed reset", metadata: ["server": "\(server.name)", "error": "\(error)"])
+                discard(connection)
+            }
+        }
+    }
+
+    /// Closes a connection that must not be reused (its client left mid-transaction, say).
+    func discard(_ connection: BackendConnection) {
+        connection.close()
+    }
+
+    /// Closes every idle connection (shutdown, KILL).
+    func closeIdleConnections() {
+        for id in machine.drainIdleConnections() { connections[id]?.close() }
+    }
+
+    func shutdown() {
+        idleSweep?.cancel()
+        closeIdleConnections()
+        for (id, entry) in waiters {
+            entry.timeout?.cancel()
+            machine.waiterCancelled(id)
+            entry.waiter.leaseFailed(ErrorFields(severity: .fatal, code: SQLState.adminShutdown, message: "Switchyard is shutting down"))
+        }
+        waiters.removeAll()
+    }
+
+    private func closeIdleConnections(unusedFor timeout: TimeAmount) {
+        let deadline = ContinuousClock.now - .nanoseconds(timeout.nanoseconds)
+        for id in machine.expireIdleConnections(idleSince: deadline) {
+            logger.debug("closing idle server connection", metadata: ["server": "\(server.name)"])
+            connections[id]?.close()
+        }
+    }
+
+    private func waiterTimedOut(_ id: Int) {
+        run(machine.waiterTimedOut(id), timedOut: true)
+    }
+
+    private func run(_ action: PoolStateMachine.Action, timedOut: Bool = false) {
+        switch action {
+        case .none:
+            break
+        case .createConnection(let id):
+            connect(id)
+        case .lease(let connectionID, let waiterID):
+            guard let entry = waiters.removeValue(forKey: waiterID), let connection = connections[connectionID] else { return }
+            entry.timeout?.cancel()
+            entry.waiter.leaseSucceeded(connection, from: self)
+        case .failWaiter(let waiterID):
+            guard let entry = waiters.removeValue(forKey: waiterID) else { return }
+            entry.timeout?.cancel()
+            let error: ErrorFields
+            if timedOut {
+                error = ErrorFields(severity: .fatal, code: SQLState.tooManyConnections,
+                                    message: "query_wait_timeout: no connection to server \"\(server.name)\" became free in time",
+                                    hint: "Raise pool_size or query_wait_timeout, or look for long transactions.")
+            } else {
+                error = lastConnectError ?? ErrorFields(severity: .fatal, code: SQLState.sqlclientUnableToEstablishConnection,
+                                                        message: "could not connect to server \"\(server.name)\"")
+            }
+            entry.waiter.leaseFailed(error)
+        case .closeConnection(let id):
+            connections[id]?.close()
+        }
+    }
+
+    private func connect(_ id: Int) {
+        let ready = eventLoop.makePromise(of: Void.self)
+        let startup = BackendStartupStateMachine(credentials: credentials, tlsPolicy: settings.tlsPolicy,
+                                                 saltedPasswordCache: settings.saltedPasswordCache)
+        let handler = BackendConnection(id: id, server: server, startup: startup, tlsContext: settings.tlsContext,
+                                        ready: ready, logger: logger)
+        connections[id] = handler
+        let server = self.server
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(settings.connectTimeout)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+            }
+            .connect(host: server.host, port: server.port)
+            .whenFailure { error in
+                ready.fail(ErrorFields(severity: .fatal, code: SQLState.sqlclientUnableToEstablishConnection,
+                                       message: "could not connect to server \"\(server.name)\" at \(server.host):\(server.port): \(error)"))
+            }
+        let loginTimeout = eventLoop.scheduleTask(in: settings.connectTimeout) {
+            ready.fail(ErrorFields(severity: .fatal, code: SQLState.sqlclientUnableToEstablishConnection,
+                                   message: "timed out logging in to server \"\(server.name)\""))
+            handler.close()
+        }
+        ready.futureResult.whenComplete { [self] result in
+            loginTimeout.cancel()
+            switch result {
+            case .success:
+                lastConnectError = nil
+                handler.onClose = { [weak self] connection in self?.connectionClosed(connection.id) }
+                run(machine.connectionEstablished(id, now: .now))
+            case .failure(let error):
+                let fields = error as? ErrorFields ?? ErrorFields(severity: .fatal, code: SQLState.connectionFailure, message: "\(error)")
+                logger.warning("could not open server connection", metadata: ["server": "\(server.name)", "user": "\(key.user)",
+                                                                               "database": "\(key.database)", "error": "\(fields)"])
+                lastConnectError = fields
+                connections[id] = nil
+                handler.close()
+                run(machine.connectionFailed(id))
+            }
+        }
+    }
+
+    private func connectionClosed(_ id: Int) {
+        guard connections.removeValue(forKey: id) != nil else { return }
+        run(machine.connectionClosed(id))
+    }
+}

@@ -1,0 +1,97 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// The listening proxy: binds the client port, gives each connection a ``ClientSession`` on the
+/// loop it was accepted on, and drains on graceful shutdown (SIGTERM): no new clients, open
+/// transactions may finish within `shutdown_timeout`, then everything closes.
+public final class ProxyServer: Service, Sendable {
+    private let runtime: ProxyRuntime
+    private let group: MultiThreadedEventLoopGroup
+    private let listener = Mutex<Channel?>(nil)
+
+    public init(configuration: ProxyConfiguration, logger: Logger) throws {
+        self.runtime = try ProxyRuntime(configuration: configuration, logger: logger)
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.workerThreads)
+        let loops = Array(group.makeIterator())
+        let (tlsPolicy, tlsContext) = try ProxyRuntime.makeServerTLSContext(configuration.serverTLS)
+        let cache = SaltedPasswordCache()
+        let shards = loops.enumerated().map { index, loop in
+            // Split pool_size over the loops; the first loops take the remainder.
+            let share = configuration.poolSize / loops.count + (index < configuration.poolSize % loops.count ? 1 : 0)
+            let settings = PoolSettings(
+                maximumConnectionsPerLoop: max(1, share),
+                connectTimeout: TimeAmount(configuration.connectTimeout),
+                queryWaitTimeout: configuration.queryWaitTimeout.map(TimeAmount.init),
+                serverIdleTimeout: configuration.serverIdleTimeout.map(TimeAmount.init),
+                tlsPolicy: tlsPolicy, tlsContext: tlsContext, saltedPasswordCache: cache)
+            return PoolShard(eventLoop: loop, settings: settings, runtime: runtime, logger: logger)
+        }
+        runtime.installShards(shards)
+    }
+
+    /// Binds the listening socket and returns its address (port 0 picks a free port).
+    @discardableResult
+    public func start() async throws -> SocketAddress {
+        let runtime = self.runtime
+        let configuration = runtime.configuration
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.socketOption(.so_keepalive), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let shard = runtime.shard(for: channel.eventLoop)
+                    let session = ClientSession(runtime: runtime, shard: shard, logger: runtime.logger)
+                    try channel.pipeline.syncOperations.addHandler(session)
+                }
+            }
+            .bind(host: configuration.listenAddress, port: configuration.listenPort)
+            .get()
+        listener.withLock { $0 = channel }
+        let address = channel.localAddress!
+        runtime.logger.info("Switchyard listening", metadata: [
+            "address": "\(address)", "pool_mode": "\(configuration.poolMode.rawValue)",
+            "primary": "\(configuration.primary.name) \(configuration.primary.host):\(configuration.primary.port)",
+        ])
+        return address
+    }
+
+    public var localAddress: SocketAddress? { listener.withLock { $0?.localAddress } }
+
+    /// Stops accepting, lets open transactions finish for up to `timeout`, then closes everything.
+    public func drain(timeout: Duration) async {
+        runtime.startDraining()
+        let listener = self.listener.withLock { $0 }
+        try? await listener?.close()
+        runtime.logger.info("draining", metadata: ["clients": "\(runtime.clientCount)", "timeout": "\(timeout)"])
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var open = 0
+            for shard in runtime.allShards {
+                open += (try? await shard.eventLoop.submit { shard.closeIdleSessions(); return shard.sessionCount }.get()) ?? 0
+            }
+            if open == 0 { break }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        for shard in runtime.allShards {
+            try? await shard.eventLoop.submit { shard.closeAllSessions() }.get()
+        }
+        runtime.logger.info("drained")
+    }
+
+    public func shutdownEventLoops() async {
+        try? await group.shutdownGracefully()
+    }
+
+    /// Service entry point: serve until graceful shutdown, then drain.
+    public func run() async throws {
+        try await start()
+        try? await gracefulShutdown()
+        await drain(timeout: runtime.configuration.shutdownTimeout)
+        await shutdownEventLoops()
+    }
+}
