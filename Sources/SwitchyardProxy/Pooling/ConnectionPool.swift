@@ -68,17 +68,16 @@ final class ConnectionPool {
     var leasedCount: Int { machine.leasedCount }
     var waiterCount: Int { machine.waiterCount }
 
-    /// Asks for a connection. The waiter hears back exactly once, possibly before this returns.
-    /// Returns an ID to cancel the wait with.
-    @discardableResult
-    func lease(for waiter: PoolWaiter) -> Int {
+    /// Asks for a connection. The waiter hears back exactly once, possibly before this returns
+    /// (then the result is nil); otherwise the result is an ID to cancel the wait with.
+    func lease(for waiter: PoolWaiter) -> Int? {
         eventLoop.assertInEventLoop()
         let id = nextWaiterID
         nextWaiterID += 1
         let action = machine.leaseRequested(by: id)
         if case .lease(let connection, _) = action {
             waiter.leaseSucceeded(connections[connection]!, from: self)
-            return id
+            return nil
         }
         let timeout: Scheduled<Void>? = settings.queryWaitTimeout.map { wait in
             eventLoop.assumeIsolated().scheduleTask(in: wait) { [weak self] in self?.waiterTimedOut(id) }

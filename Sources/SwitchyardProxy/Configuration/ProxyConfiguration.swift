@@ -1,0 +1,144 @@
+import Foundation
+
+/// Everything Switchyard needs to run, parsed and validated from a PgBouncer-style INI file.
+/// Build one with `ProxyConfiguration.load(path:)` or `ProxyConfiguration.parse(_:)`; a value that exists
+/// has passed validation, so the rest of the proxy never re-checks it.
+public struct ProxyConfiguration: Sendable, Equatable {
+    public var listenAddress: String, listenPort: Int
+    /// Already resolved: a configured 0 is replaced by the number of active CPU cores.
+    public var workerThreads: Int
+    public var poolMode: PoolMode
+    /// Backend connections per server per (user, database) pair.
+    public var poolSize: Int, maxClientConnections: Int
+    /// Largest single protocol message accepted from a client; bigger ones are rejected with 08P01.
+    public var maxMessageSize: Int
+    public var connectTimeout: Duration
+    /// How long a client waits for a free backend; nil waits forever.
+    public var queryWaitTimeout: Duration?
+    /// Idle backend connections are closed after this; nil never closes them.
+    public var serverIdleTimeout: Duration?
+    /// A client idle inside a transaction is disconnected after this; nil disables the check.
+    public var idleTransactionTimeout: Duration?
+    /// On SIGTERM, how long open transactions may still run before the process exits.
+    public var shutdownTimeout: Duration
+    /// Run on a backend before it is reused in session mode; nil when configured empty.
+    public var serverResetQuery: String?
+    public var clientAuthMethod: ClientAuthMethod
+    /// Users allowed on the admin console (database `switchyard`).
+    public var adminUsers: Set<String>
+    /// One of trace, debug, info, notice, warning, error, critical (swift-log's level names).
+    public var logLevel: String
+    public var metricsAddress: String
+    /// nil when metrics are disabled (configured as 0).
+    public var metricsPort: Int?
+    public var clientTLS: ClientTLSConfiguration, serverTLS: ServerTLSConfiguration
+    /// In file order; validation guarantees at least one entry and exactly one primary.
+    public var servers: [ServerDefinition]
+    /// Keyed by the name clients log in with; merged from `[users]` and `auth_file`.
+    public var users: [String: UserDefinition]
+    /// The file this was loaded from; nil when parsed from a string.
+    public var sourcePath: String?
+
+    /// The one server with `role=primary` (validation guarantees it exists).
+    public var primary: ServerDefinition {
+        guard let primary = servers.first(where: { $0.role == .primary }) else {
+            preconditionFailure("ProxyConfiguration has no primary server; it was not built by the parser")
+        }
+        return primary
+    }
+}
+
+/// How backend connections are shared between clients.
+public enum PoolMode: String, Sendable, Equatable, CaseIterable {
+    /// A backend is lent to a client for one transaction, then returned to the pool.
+    case transaction
+    /// A backend stays with its client until the client disconnects.
+    case session
+}
+
+/// How clients authenticate to Switchyard (not how Switchyard authenticates to Postgres).
+public enum ClientAuthMethod: String, Sendable, Equatable, CaseIterable { case scramSHA256 = "scram-sha-256", md5, trust }
+
+public enum ClientTLSMode: String, Sendable, Equatable, CaseIterable { case disable, allow, require }
+
+public enum ServerTLSMode: String, Sendable, Equatable, CaseIterable {
+    case disable, prefer, require, verifyCA = "verify-ca", verifyFull = "verify-full"
+}
+
+/// TLS between clients and Switchyard. Files are present and readable whenever `mode != .disable`.
+public struct ClientTLSConfiguration: Sendable, Equatable {
+    public var mode: ClientTLSMode
+    public var certificateFile: String?, keyFile: String?
+
+    public init(mode: ClientTLSMode = .disable, certificateFile: String? = nil, keyFile: String? = nil) {
+        (self.mode, self.certificateFile, self.keyFile) = (mode, certificateFile, keyFile)
+    }
+}
+
+/// TLS between Switchyard and Postgres. `caFile` is present for `verifyCA` and `verifyFull`.
+public struct ServerTLSConfiguration: Sendable, Equatable {
+    public var mode: ServerTLSMode
+    public var caFile: String?
+
+    public init(mode: ServerTLSMode = .disable, caFile: String? = nil) { (self.mode, self.caFile) = (mode, caFile) }
+}
+
+public enum ServerRole: String, Sendable, Equatable, CaseIterable { case primary, replica }
+
+/// One Postgres server from `[servers]`.
+public struct ServerDefinition: Sendable, Equatable {
+    public var name: String, host: String, port: Int, role: ServerRole
+    /// Relative share of read traffic among replicas.
+    public var weight: Int
+
+    public init(name: String, host: String, port: Int = 5432, role: ServerRole, weight: Int = 1) {
+        (self.name, self.host, self.port, self.role, self.weight) = (name, host, port, role, weight)
+    }
+}
+
+/// What a client's password is checked against. Descriptions never show the secret, so a stray
+/// log line or `dump()` cannot leak it.
+public enum ClientSecret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    case plaintext(String)
+    /// `md5` followed by 32 lowercase hex digits: md5(password + user name), as stored by PostgreSQL.
+    case md5Hash(String)
+    /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, as stored by PostgreSQL.
+    case scramVerifier(String)
+
+    public var description: String {
+        switch self {
+        case .plaintext: "plaintext(<redacted>)"
+        case .md5Hash: "md5Hash(<redacted>)"
+        case .scramVerifier: "scramVerifier(<redacted>)"
+        }
+    }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: [(label: String?, value: Any)](), displayStyle: .enum) }
+}
+
+/// One user from `[users]` or `auth_file`: how the client proves itself, and how Switchyard logs in to Postgres for it.
+public struct UserDefinition: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var name: String
+    /// nil only with `auth_type = trust` and no password configured.
+    public var clientSecret: ClientSecret?
+    /// The role Switchyard logs in to Postgres as.
+    public var serverUser: String
+    /// nil logs in to Postgres without a password (fine for trust backends).
+    public var serverPassword: String?
+
+    public init(name: String, clientSecret: ClientSecret?, serverUser: String? = nil, serverPassword: String? = nil) {
+        (self.name, self.clientSecret, self.serverUser, self.serverPassword) = (name, clientSecret, serverUser ?? name, serverPassword)
+    }
+
+    public var description: String {
+        "UserDefinition(name: \(name), clientSecret: \(clientSecret.map(\.description) ?? "nil"), "
+            + "serverUser: \(serverUser), serverPassword: \(serverPassword == nil ? "nil" : "<redacted>"))"
+    }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror {
+        Mirror(self, children: [
+            "name": name, "clientSecret": clientSecret.map(\.description) ?? "nil",
+            "serverUser": serverUser, "serverPassword": serverPassword == nil ? "nil" : "<redacted>",
+        ])
+    }
+}
