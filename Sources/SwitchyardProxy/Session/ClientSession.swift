@@ -96,6 +96,9 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
                     }
                     let action = machine.passwordMessageReceived(frame.body)
                     phase = .authenticating(processor, machine)
+                    if case .fail(let error) = action, error.code == SQLState.invalidPassword {
+                        logger.notice("client authentication failed", metadata: ["user": "\(machine.user ?? "?")"])
+                    }
                     run(action)
                 }
             } catch {
@@ -191,9 +194,6 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
             logIn(identity)
         case .fail(let error):
-            if error.code == SQLState.invalidPassword {
-                logger.notice("client authentication failed", metadata: ["user": "\(identity?.user ?? "?")"])
-            }
             fail(error)
         case .wait:
             break

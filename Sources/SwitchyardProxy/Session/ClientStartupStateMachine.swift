@@ -42,6 +42,8 @@ public struct ClientStartupStateMachine {
     let credentials: ClientCredentialStore
     let tlsMode: ClientTLSMode
     private var state: State = .awaitingStartup(tlsActive: false)
+    /// The user named in the StartupMessage, once it arrived (for logs).
+    public private(set) var user: String?
 
     public init(credentials: ClientCredentialStore, tlsMode: ClientTLSMode) {
         self.credentials = credentials
@@ -72,6 +74,7 @@ public struct ClientStartupStateMachine {
         guard let user = message["user"], !user.isEmpty else {
             return fail(SQLState.invalidAuthorizationSpecification, "no PostgreSQL user name specified in startup packet")
         }
+        self.user = user
         let database = message["database"].flatMap { $0.isEmpty ? nil : $0 } ?? user
         if tlsMode == .require, !tlsActive {
             return fail(SQLState.invalidAuthorizationSpecification,
