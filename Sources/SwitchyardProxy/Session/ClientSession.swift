@@ -245,16 +245,27 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         idleTransactionTimer?.cancel()
         idleTransactionTimer = nil
         var terminateAt: Int?
+        var namedStatement = false
+        let transactionMode = runtime.configuration.poolMode == .transaction
         do {
             try clientScanner.scan(buffer) { message in
                 if message.id == FrontendMessageID.terminate {
                     terminateAt = message.startedInThisBuffer ? message.endOffset - 5 : 0
                 } else {
                     tracker.clientSent(message.id)
+                    // A Parse body starts with the statement name; a non-empty one outlives the transaction.
+                    if transactionMode, message.id == FrontendMessageID.parse, message.firstBodyByte != 0 { namedStatement = true }
                 }
             }
         } catch {
             return fail(ErrorFields(severity: .fatal, code: SQLState.protocolViolation, message: "invalid message from client: \(error)"))
+        }
+        if namedStatement {
+            // The next transaction may run on another server, where the statement does not exist.
+            return fail(ErrorFields(
+                severity: .fatal, code: SQLState.featureNotSupported,
+                message: "named prepared statements are not supported with pool_mode = transaction",
+                hint: "Use unnamed statements (psycopg: prepare_threshold=None; pgbench: -M extended) or pool_mode = session."))
         }
         if let terminateAt {
             if terminateAt > 0, let backend {
