@@ -41,6 +41,8 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
+                // Health and lag probes of the servers: a control-plane client, never on the relay path.
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
         // Thin executable: CLI, config loading, lifecycle.

@@ -72,3 +72,50 @@ extension ByteBuffer {
         setInteger(Int32(writerIndex - lengthIndex), at: lengthIndex)
     }
 }
+
+/// One complete message as it appeared on the wire, header included, so the relay can forward
+/// it as a zero-copy slice and still read its body when it needs to (SQL text, statement names).
+public struct WireMessage: Sendable, Equatable {
+    public var id: UInt8
+    /// The whole message: type byte, length word and body.
+    public var bytes: ByteBuffer
+
+    public init(id: UInt8, bytes: ByteBuffer) {
+        self.id = id
+        self.bytes = bytes
+    }
+
+    /// The body, without type byte and length word.
+    public var body: ByteBuffer { bytes.getSlice(at: bytes.readerIndex + 5, length: bytes.readableBytes - 5)! }
+
+    /// Builds a message from a body writer (for messages Switchyard composes itself).
+    public static func make(id: UInt8, allocator: ByteBufferAllocator = ByteBufferAllocator(), _ body: (inout ByteBuffer) -> Void) -> WireMessage {
+        var buffer = allocator.buffer(capacity: 64)
+        buffer.writeMessage(id: id, body)
+        return WireMessage(id: id, bytes: buffer)
+    }
+}
+
+/// Like ``FrameDecoder`` but keeps each message whole, for relaying.
+public struct WireMessageDecoder: NIOSingleStepByteToMessageDecoder {
+    public typealias InboundOut = WireMessage
+    public let maximumLength: Int
+
+    public init(maximumLength: Int) {
+        self.maximumLength = maximumLength
+    }
+
+    public mutating func decode(buffer: inout ByteBuffer) throws -> WireMessage? {
+        guard let (id, length) = buffer.peekFrameHeader() else { return nil }
+        guard length >= 4 else { throw FrameDecodingError.invalidLength(length) }
+        guard Int(length) <= maximumLength else {
+            throw FrameDecodingError.messageTooLarge(length: Int(length), limit: maximumLength)
+        }
+        guard buffer.readableBytes >= Int(length) + 1 else { return nil }
+        return WireMessage(id: id, bytes: buffer.readSlice(length: Int(length) + 1)!)
+    }
+
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> WireMessage? {
+        try decode(buffer: &buffer)
+    }
+}

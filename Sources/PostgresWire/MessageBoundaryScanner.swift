@@ -10,6 +10,8 @@ public struct ScannedMessage: Sendable, Equatable {
     public var endOffset: Int
     /// True when the message started in this buffer (its header was not split from an earlier read).
     public var startedInThisBuffer: Bool
+    /// The body, for the message types the scanner was asked to capture (small ones only).
+    public var body: ByteBuffer?
 }
 
 /// Finds message boundaries in a byte stream without buffering or decoding message bodies.
@@ -20,6 +22,11 @@ public struct ScannedMessage: Sendable, Equatable {
 /// A 100 MB DataRow therefore costs one counter, never 100 MB of memory.
 public struct MessageBoundaryScanner: Sendable {
     public let maximumLength: Int
+    /// Message types whose bodies are handed over (ParameterStatus, say). Bodies over
+    /// ``maximumCapturedLength`` are not: capturing is for small control messages only.
+    public var capturedIDs: [UInt8] = []
+    public static let maximumCapturedLength = 16 * 1024
+    private var capture: [UInt8]?
     private var header: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
     private var headerCount = 0
     /// Body bytes of the current message still to come.
@@ -38,14 +45,12 @@ public struct MessageBoundaryScanner: Sendable {
     /// Scans `buffer`'s readable bytes, calling `onMessage` as each message ends.
     ///
     /// - Throws: ``FrameDecodingError`` when a length word is invalid or over the limit.
-    @inlinable
     public mutating func scan(_ buffer: ByteBuffer, _ onMessage: (ScannedMessage) throws -> Void) throws {
         try buffer.withUnsafeReadableBytes { bytes in
             try self.scan(bytes, onMessage)
         }
     }
 
-    @usableFromInline
     mutating func scan(_ bytes: UnsafeRawBufferPointer, _ onMessage: (ScannedMessage) throws -> Void) throws {
         var offset = 0
         let count = bytes.count
@@ -54,6 +59,7 @@ public struct MessageBoundaryScanner: Sendable {
             if inBody {
                 if firstBodyByte == nil { firstBodyByte = bytes[offset] }
                 let step = min(remainingBody, count - offset)
+                capture?.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + step)]))
                 offset += step
                 remainingBody -= step
                 if remainingBody == 0 {
@@ -87,7 +93,6 @@ public struct MessageBoundaryScanner: Sendable {
 
     private var currentID: UInt8 = 0
 
-    @usableFromInline
     mutating func beginBody(id: UInt8, length: Int32) throws {
         guard length >= 4 else { throw FrameDecodingError.invalidLength(length) }
         guard Int(length) <= maximumLength else {
@@ -97,19 +102,20 @@ public struct MessageBoundaryScanner: Sendable {
         remainingBody = Int(length) - 4
         firstBodyByte = nil
         inBody = true
+        capture = remainingBody <= Self.maximumCapturedLength && capturedIDs.contains(id) ? [] : nil
+        capture?.reserveCapacity(remainingBody)
     }
 
-    @usableFromInline
     mutating func finishMessage(endOffset: Int, _ onMessage: (ScannedMessage) throws -> Void) throws {
         inBody = false
         let message = ScannedMessage(
             id: currentID, firstBodyByte: firstBodyByte, endOffset: endOffset,
-            startedInThisBuffer: messageStartedInThisBuffer)
+            startedInThisBuffer: messageStartedInThisBuffer, body: capture.map { ByteBuffer(bytes: $0) })
         messageStartedInThisBuffer = false
+        capture = nil
         try onMessage(message)
     }
 
-    @usableFromInline
     mutating func setHeaderByte(_ byte: UInt8, at index: Int) {
         switch index {
         case 0: header.0 = byte

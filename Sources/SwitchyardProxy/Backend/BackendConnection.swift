@@ -45,6 +45,9 @@ final class BackendConnection: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The server's ParameterStatus values from login, in order.
     private(set) var parameters: [(String, String)] = []
+    /// Current values of the session parameters, by lower-cased name: what the server reported,
+    /// plus what Switchyard set on it for the clients it served.
+    var parameterValues: [String: String] = [:]
     /// The key the server gave us, which a CancelRequest to it must carry.
     private(set) var cancelKey = CancelRequest(processID: 0, secretKey: 0)
 
@@ -274,6 +277,7 @@ final class BackendConnection: ChannelDuplexHandler, RemovableChannelHandler {
         case .ready(let parameters, let key):
             guard case .starting(_, let promise) = state else { return }
             self.parameters = parameters
+            for (name, value) in parameters { parameterValues[name.lowercased()] = value }
             self.cancelKey = key
             state = .idle
             promise.succeed()

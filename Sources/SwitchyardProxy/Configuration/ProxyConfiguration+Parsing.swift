@@ -82,9 +82,32 @@ extension ConfigurationParser {
                 caFile: tlsFile("server_tls_ca_file", required: serverMode == .verifyCA || serverMode == .verifyFull,
                                 checked: serverMode != .disable, modeKey: "server_tls_sslmode", mode: serverMode.rawValue)),
             servers: servers,
+            trackedParameters: (setting("track_extra_parameters")?.value ?? "").split(separator: ",")
+                .map { String(Self.trim($0)) }.filter { !$0.isEmpty },
+            routing: buildRouting(servers: servers, users: users),
             users: users,
             sourcePath: nil
         )
+    }
+
+    /// The routing keys; health checks need a user whose server credentials they can borrow.
+    func buildRouting(servers: [ServerDefinition], users: [String: UserDefinition]) -> RoutingConfiguration {
+        let healthUser = setting("health_check_user")
+        if let healthUser, users[healthUser.value] == nil {
+            fail(healthUser.line, "health_check_user", "health_check_user '\(healthUser.value)' is not defined in [users] or auth_file")
+        } else if healthUser == nil, servers.contains(where: { $0.role == .replica }), servers.contains(where: { $0.role == .primary }),
+                  let line = sections["servers"]?.line {
+            fail(line, "health_check_user", "replicas are configured, so health_check_user must name a [users] entry for the health checks")
+        }
+        return RoutingConfiguration(
+            defaultRoute: choice("default_route", default: RouteSetting.auto),
+            fallbackToPrimary: oneOf("replica_fallback", default: "primary", ["primary", "error"]) == "primary",
+            maxLagBytes: Int64(int("max_replica_lag", default: 16 << 20, 0...Int.max)),
+            maxLagSeconds: Double(seconds("max_replica_lag_seconds", default: 10).components.seconds),
+            healthCheckInterval: seconds("health_check_interval", default: 1, allowZero: false),
+            healthCheckHysteresis: int("health_check_hysteresis", default: 3, 1...1000),
+            healthCheckUser: healthUser?.value,
+            healthCheckDatabase: string("health_check_database", default: "postgres"))
     }
 
     /// `name = host=... port=... role=primary|replica weight=...`; at least one server, exactly one primary.
@@ -130,7 +153,7 @@ extension ConfigurationParser {
         var users: [String: UserDefinition] = [:]
         for entry in sections["users"]?.entries ?? [] {
             let what = "user '\(entry.key)'", line = entry.line
-            guard let fields = fields(entry, what, known: ["password", "server_user", "server_password"]) else { continue }
+            guard let fields = fields(entry, what, known: ["password", "server_user", "server_password", "route"]) else { continue }
             var secret: ClientSecret?
             if let password = fields["password"] {
                 guard let parsed = clientSecret(password, user: entry.key, auth: auth, line: line) else { continue }
@@ -143,8 +166,10 @@ extension ConfigurationParser {
                 fail(line, entry.key, "\(what): server_user and server_password must not be empty when given")
                 continue
             }
+            let route = fields["route"].map { checkChoice($0, RouteSetting.allCases.map(\.rawValue), what: "route of \(what)", line: line, key: entry.key) }
             users[entry.key] = UserDefinition(name: entry.key, clientSecret: secret, serverUser: fields["server_user"],
-                                              serverPassword: fields["server_password"] ?? secret?.plaintextValue)
+                                              serverPassword: fields["server_password"] ?? secret?.plaintextValue,
+                                              route: route.flatMap { $0.flatMap(RouteSetting.init(rawValue:)) })
         }
         return users
     }

@@ -34,6 +34,10 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var clientTLS: ClientTLSConfiguration, serverTLS: ServerTLSConfiguration
     /// In file order; validation guarantees at least one entry and exactly one primary.
     public var servers: [ServerDefinition]
+    /// Extra session parameters (besides the built-in list) that follow a client across server connections.
+    public var trackedParameters: [String]
+    /// Read routing: defaults, replica health checks and lag limits.
+    public var routing: RoutingConfiguration
     /// Keyed by the name clients log in with; merged from `[users]` and `auth_file`.
     public var users: [String: UserDefinition]
     /// The file this was loaded from; nil when parsed from a string.
@@ -45,6 +49,37 @@ public struct ProxyConfiguration: Sendable, Equatable {
             preconditionFailure("ProxyConfiguration has no primary server; it was not built by the parser")
         }
         return primary
+    }
+}
+
+/// Where statements go by default, and when a replica is fit to serve reads.
+public struct RoutingConfiguration: Sendable, Equatable {
+    /// `auto` sends provably read-only statements to replicas; `primary`/`replica` force one side.
+    public var defaultRoute: RouteSetting
+    /// With no eligible replica: true sends reads to the primary, false fails them with an error.
+    public var fallbackToPrimary: Bool
+    /// Replicas further behind the primary than this (WAL bytes) stop getting reads.
+    public var maxLagBytes: Int64
+    /// Replicas further behind than this (seconds since the last replayed transaction) stop getting reads.
+    public var maxLagSeconds: Double
+    public var healthCheckInterval: Duration
+    /// Consecutive healthy checks before an excluded replica gets traffic again (no flapping).
+    public var healthCheckHysteresis: Int
+    /// The `[users]` entry whose server credentials the health checks log in with.
+    public var healthCheckUser: String?
+    public var healthCheckDatabase: String
+
+    public init(defaultRoute: RouteSetting = .auto, fallbackToPrimary: Bool = true, maxLagBytes: Int64 = 16 << 20,
+                maxLagSeconds: Double = 10, healthCheckInterval: Duration = .seconds(1), healthCheckHysteresis: Int = 3,
+                healthCheckUser: String? = nil, healthCheckDatabase: String = "postgres") {
+        self.defaultRoute = defaultRoute
+        self.fallbackToPrimary = fallbackToPrimary
+        self.maxLagBytes = maxLagBytes
+        self.maxLagSeconds = maxLagSeconds
+        self.healthCheckInterval = healthCheckInterval
+        self.healthCheckHysteresis = healthCheckHysteresis
+        self.healthCheckUser = healthCheckUser
+        self.healthCheckDatabase = healthCheckDatabase
     }
 }
 
@@ -125,9 +160,13 @@ public struct UserDefinition: Sendable, Equatable, CustomStringConvertible, Cust
     public var serverUser: String
     /// nil logs in to Postgres without a password (fine for trust backends).
     public var serverPassword: String?
+    /// This user's default route; nil follows `default_route`.
+    public var route: RouteSetting?
 
-    public init(name: String, clientSecret: ClientSecret?, serverUser: String? = nil, serverPassword: String? = nil) {
+    public init(name: String, clientSecret: ClientSecret?, serverUser: String? = nil, serverPassword: String? = nil,
+                route: RouteSetting? = nil) {
         (self.name, self.clientSecret, self.serverUser, self.serverPassword) = (name, clientSecret, serverUser ?? name, serverPassword)
+        self.route = route
     }
 
     public var description: String {

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import PostgresWire
 
 /// Everything one event loop owns: its pools and its client sessions. Clients and the backends
 /// serving them share a loop, so the relay needs no locks; the price is that a client waits for
@@ -13,6 +14,12 @@ final class PoolShard: @unchecked Sendable {
     private var sessions: [ObjectIdentifier: ClientSession] = [:]
     private var admitted: Set<ObjectIdentifier> = []
     private weak var runtime: ProxyRuntime?
+    /// Replicas currently fit for reads, as last published by the health monitor.
+    private(set) var eligibleReplicas: [ServerDefinition] = []
+    private var classifier = StatementClassifier()
+    /// Classifications by statement text: apps repeat the same few hundred statements.
+    private var classifications: [ByteBuffer: StatementClassification] = [:]
+    static let classificationCacheLimit = 10_000
 
     init(eventLoop: EventLoop, settings: PoolSettings, runtime: ProxyRuntime, logger: Logger) {
         self.eventLoop = eventLoop
@@ -31,6 +38,46 @@ final class PoolShard: @unchecked Sendable {
                                   eventLoop: eventLoop, logger: logger)
         pools[key] = pool
         return pool
+    }
+
+    /// Picks the pool for `target`: the primary, or the eligible replica with the fewest
+    /// outstanding requests per unit of weight. Nil when a replica is wanted and none is eligible.
+    func pool(for identity: ClientIdentity, target: RoutePlanner.Target, excluding excluded: String? = nil) -> ConnectionPool? {
+        guard let runtime else { return nil }
+        switch target {
+        case .primary:
+            return pool(for: identity, server: runtime.configuration.primary)
+        case .replica:
+            var best: (pool: ConnectionPool, load: Double)?
+            for replica in eligibleReplicas where replica.name != excluded {
+                let candidate = pool(for: identity, server: replica)
+                let load = Double(candidate.leasedCount + candidate.waiterCount + 1) / Double(replica.weight)
+                if best == nil || load < best!.load { best = (candidate, load) }
+            }
+            return best?.pool
+        }
+    }
+
+    /// Classifies statement text, from the cache when it was seen before.
+    func classify(_ sql: ByteBuffer) -> StatementClassification {
+        if let known = classifications[sql] { return known }
+        let classification = sql.withUnsafeReadableBytes { classifier.classify($0) }
+        if classifications.count >= Self.classificationCacheLimit { classifications.removeAll(keepingCapacity: true) }
+        // Copy the key: a slice would pin the whole receive buffer it came from.
+        classifications[ByteBuffer(bytes: sql.readableBytesView)] = classification
+        return classification
+    }
+
+    /// Installs a classifier built from the primary's pg_proc; cached answers may be stale, so drop them.
+    func updateClassifier(_ classifier: StatementClassifier) {
+        eventLoop.assertInEventLoop()
+        self.classifier = classifier
+        classifications.removeAll()
+    }
+
+    func updateEligibleReplicas(_ replicas: [ServerDefinition]) {
+        eventLoop.assertInEventLoop()
+        eligibleReplicas = replicas
     }
 
     func sessionOpened(_ session: ClientSession) {

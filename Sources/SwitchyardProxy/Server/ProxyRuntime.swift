@@ -15,6 +15,8 @@ final class ProxyRuntime: Sendable {
     let clientTLSContext: NIOSSLContext?
     let logger: Logger
     let cancelRegistry = CancelRegistry()
+    let counters = ProxyCounters()
+    let parameterSync: ParameterSync
     let idleTransactionTimeout: TimeAmount?
     private let shardsByLoop = Mutex<[ObjectIdentifier: PoolShard]>([:])
     private let clients = Atomic<Int>(0)
@@ -26,6 +28,7 @@ final class ProxyRuntime: Sendable {
         self.credentials = try ClientCredentialStore(configuration: configuration)
         self.clientTLSContext = try Self.makeClientTLSContext(configuration.clientTLS)
         self.idleTransactionTimeout = configuration.idleTransactionTimeout.map(TimeAmount.init)
+        self.parameterSync = ParameterSync(extraNames: configuration.trackedParameters)
     }
 
     func installShards(_ shards: [PoolShard]) {
@@ -88,4 +91,14 @@ extension TimeAmount {
         let (seconds, attoseconds) = duration.components
         self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
+}
+
+/// Process-wide event counts, kept as relaxed atomics: read rarely (metrics), bumped on cold paths.
+final class ProxyCounters: Sendable {
+    /// Statements a replica refused with 25006 and that were re-run on the primary.
+    let readOnlyRetries = Atomic<Int>(0)
+    /// Reads re-run elsewhere because their replica failed before answering.
+    let replicaFailureRetries = Atomic<Int>(0)
+    /// Reads sent to the primary because no replica was eligible.
+    let replicaFallbacks = Atomic<Int>(0)
 }

@@ -11,10 +11,14 @@ public final class ProxyServer: Service, Sendable {
     private let runtime: ProxyRuntime
     private let group: MultiThreadedEventLoopGroup
     private let listener = Mutex<Channel?>(nil)
+    private let monitor: ReplicaMonitor
+    private let monitorTask = Mutex<Task<Void, Never>?>(nil)
 
     public init(configuration: ProxyConfiguration, logger: Logger) throws {
-        self.runtime = try ProxyRuntime(configuration: configuration, logger: logger)
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.workerThreads)
+        let runtime = try ProxyRuntime(configuration: configuration, logger: logger)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.workerThreads)
+        self.runtime = runtime
+        self.group = group
         let loops = Array(group.makeIterator())
         let (tlsPolicy, tlsContext) = try ProxyRuntime.makeServerTLSContext(configuration.serverTLS)
         let cache = SaltedPasswordCache()
@@ -30,6 +34,7 @@ public final class ProxyServer: Service, Sendable {
             return PoolShard(eventLoop: loop, settings: settings, runtime: runtime, logger: logger)
         }
         runtime.installShards(shards)
+        monitor = ReplicaMonitor(runtime: runtime, eventLoop: loops[0], logger: logger)
     }
 
     /// Binds the listening socket and returns its address (port 0 picks a free port).
@@ -52,6 +57,8 @@ public final class ProxyServer: Service, Sendable {
             .bind(host: configuration.listenAddress, port: configuration.listenPort)
             .get()
         listener.withLock { $0 = channel }
+        let monitor = self.monitor
+        monitorTask.withLock { $0 = Task { await monitor.run() } }
         let address = channel.localAddress!
         runtime.logger.info("Switchyard listening", metadata: [
             "address": "\(address)", "pool_mode": "\(configuration.poolMode.rawValue)",
@@ -65,6 +72,7 @@ public final class ProxyServer: Service, Sendable {
     /// Stops accepting, lets open transactions finish for up to `timeout`, then closes everything.
     public func drain(timeout: Duration) async {
         runtime.startDraining()
+        monitorTask.withLock { $0?.cancel() }
         let listener = self.listener.withLock { $0 }
         try? await listener?.close()
         runtime.logger.info("draining", metadata: ["clients": "\(runtime.clientCount)", "timeout": "\(timeout)"])

@@ -1,15 +1,18 @@
+import DequeModule
 import Logging
 import NIOCore
 import NIOSSL
 import PostgresWire
 
 /// One client connection, from its first byte to its close: start-up and authentication
-/// (delegated to ``ClientStartupStateMachine``), then the relay to whichever backend serves it.
+/// (delegated to ``ClientStartupStateMachine``), then the relay to whichever server serves it.
 ///
-/// The relay forwards each received `ByteBuffer` whole and uses ``MessageBoundaryScanner`` and
-/// ``TransactionTracker`` only to learn when a transaction ends, which is when a backend goes
-/// back to the pool in transaction mode. Client and backend share an event loop, so there are no
-/// locks; backpressure follows swift-nio's GlueHandler: each side reads only while the other can write.
+/// Client messages are framed (zero-copy slices) so a unit of work — an autocommit statement or
+/// a transaction — can be routed by its first statement (``RoutePlanner``). Server responses are
+/// forwarded as whole buffers; ``MessageBoundaryScanner`` and ``TransactionTracker`` only watch
+/// for the ReadyForQuery that ends a unit, which is when the server goes back to its pool.
+/// Client and server share an event loop, so there are no locks; backpressure follows
+/// swift-nio's GlueHandler: each side reads only while the other can write.
 final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDelegate {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = Never
@@ -32,14 +35,32 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     private var context: ChannelHandlerContext!
 
     private var identity: ClientIdentity?
+    /// The pool `backend` came from (or is being leased from).
     private var pool: ConnectionPool?
     private var backend: BackendConnection?
     private var waitID: Int?
-    /// Client bytes that arrived while no backend was attached, forwarded once one is.
+    /// Bytes that arrived before login completed, replayed into the relay afterwards.
     private var pendingClientBytes: [ByteBuffer] = []
+    /// Client messages not yet sent to a server: waiting for a lease, or for the current unit to end.
+    private var pending: Deque<WireMessage> = []
+    private var inbound: NIOSingleStepByteToMessageProcessor<WireMessageDecoder>
     private var tracker = TransactionTracker()
-    private var clientScanner: MessageBoundaryScanner
     private var backendScanner: MessageBoundaryScanner
+    private var planner: RoutePlanner
+    private var unit = UnitOfWork()
+    /// Classifications of the client's named prepared statements, for routing their Binds.
+    private var statementClasses: [String: StatementClassification] = [:]
+    private var unnamedStatementClass: StatementClassification?
+    /// After a locally refused extended-protocol message, the rest up to Sync is dropped, as Postgres does.
+    private var discardingUntilSync = false
+    /// The client's view of the tracked session parameters (lower-cased names).
+    private var clientParameters: [String: String] = [:]
+    /// ReadyForQuery messages still owed for parameter-synchronisation queries Switchyard injected.
+    private var swallowedReadyForQuery = 0
+    private var synchronizationAnswer = ByteBuffer()
+    private var synchronizationError: ErrorFields?
+    /// Login waits for the synchronisation's answer: the client must see the parameters it asked for.
+    private var loginAfterSynchronization: BackendConnection?
     private var readHeld = false
     private var idleTransactionTimer: Scheduled<Void>?
     private var loginTimer: Scheduled<Void>?
@@ -52,9 +73,11 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         self.logger = logger
         let machine = ClientStartupStateMachine(credentials: runtime.credentials, tlsMode: runtime.configuration.clientTLS.mode)
         self.phase = .startup(NIOSingleStepByteToMessageProcessor(StartupPacketDecoder()), machine)
-        self.clientScanner = MessageBoundaryScanner(maximumLength: runtime.configuration.maxMessageSize)
+        self.inbound = NIOSingleStepByteToMessageProcessor(WireMessageDecoder(maximumLength: runtime.configuration.maxMessageSize))
         // Rows from the server are limited by Postgres itself (1 GB per field); we only count them.
         self.backendScanner = MessageBoundaryScanner(maximumLength: Int(Int32.max))
+        self.backendScanner.capturedIDs = [BackendMessageID.parameterStatus]
+        self.planner = RoutePlanner(setting: runtime.configuration.routing.defaultRoute)
     }
 
     // MARK: Channel events
@@ -208,14 +231,18 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             return fail(ErrorFields(severity: .fatal, code: SQLState.cannotConnectNow, message: "Switchyard is shutting down"))
         }
         phase = .loggingIn(identity)
+        planner.setting = runtime.configuration.users[identity.user]?.route ?? runtime.configuration.routing.defaultRoute
+        clientParameters = runtime.parameterSync.startupValues(identity.startup.parameters)
         pool = shard.pool(for: identity, server: runtime.configuration.primary)
         waitID = pool!.lease(for: self)
     }
 
     private func finishLogin(with connection: BackendConnection) {
         var buffer = context.channel.allocator.buffer(capacity: 512)
-        for (name, value) in connection.parameters {
+        for (name, _) in connection.parameters {
+            let value = connection.parameterValues[name.lowercased()] ?? ""
             BackendMessage.parameterStatus(name: name, value: value, into: &buffer)
+            if runtime.parameterSync.isTracked(name) { clientParameters[name.lowercased()] = value }
         }
         let secret = Int32.random(in: .min ... .max)
         // Session mode shows the real backend PID, which operators look up in pg_stat_activity.
@@ -227,9 +254,8 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         BackendMessage.readyForQuery(.idle, into: &buffer)
         loginTimer?.cancel()
         phase = .relaying
-        if runtime.configuration.poolMode == .session {
-            attach(connection)
-        } else {
+        if runtime.configuration.poolMode == .transaction {
+            backend = nil
             pool!.release(connection, resetQuery: nil)
         }
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
@@ -239,66 +265,203 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         backend?.flush()
     }
 
-    // MARK: Relay
+    // MARK: Relay: client to server
 
     private func relayFromClient(_ buffer: ByteBuffer) {
         idleTransactionTimer?.cancel()
         idleTransactionTimer = nil
-        var terminateAt: Int?
-        var namedStatement = false
-        let transactionMode = runtime.configuration.poolMode == .transaction
         do {
-            try clientScanner.scan(buffer) { message in
-                if message.id == FrontendMessageID.terminate {
-                    terminateAt = message.startedInThisBuffer ? message.endOffset - 5 : 0
-                } else {
-                    tracker.clientSent(message.id)
-                    // A Parse body starts with the statement name; a non-empty one outlives the transaction.
-                    if transactionMode, message.id == FrontendMessageID.parse, message.firstBodyByte != 0 { namedStatement = true }
-                }
+            try inbound.process(buffer: buffer) { message in
+                guard case .relaying = phase else { return }
+                clientMessageReceived(message)
             }
         } catch {
-            return fail(ErrorFields(severity: .fatal, code: SQLState.protocolViolation, message: "invalid message from client: \(error)"))
+            fail(ErrorFields(severity: .fatal, code: SQLState.protocolViolation, message: "invalid message from client: \(error)"))
         }
-        if namedStatement {
-            // The next transaction may run on another server, where the statement does not exist.
+    }
+
+    private func clientMessageReceived(_ message: WireMessage) {
+        if message.id == FrontendMessageID.terminate { return close() }
+        if discardingUntilSync {
+            if message.id == FrontendMessageID.sync {
+                discardingUntilSync = false
+                writeToClient { BackendMessage.readyForQuery(tracker.status, into: &$0) }
+            }
+            return
+        }
+        if runtime.configuration.poolMode == .transaction, message.id == FrontendMessageID.parse,
+           message.bytes.getInteger(at: message.bytes.readerIndex + 5, as: UInt8.self) != 0 {
+            // The next transaction may run on another server, where the statement would not exist.
             return fail(ErrorFields(
                 severity: .fatal, code: SQLState.featureNotSupported,
                 message: "named prepared statements are not supported with pool_mode = transaction",
                 hint: "Use unnamed statements (psycopg: prepare_threshold=None; pgbench: -M extended) or pool_mode = session."))
         }
-        if let terminateAt {
-            if terminateAt > 0, let backend {
-                backend.write(buffer.getSlice(at: buffer.readerIndex, length: terminateAt)!)
-                backend.flush()
+        let idleBetweenUnits = pending.isEmpty && waitID == nil && (backend == nil || tracker.isIdle)
+        if idleBetweenUnits, message.id == FrontendMessageID.query, answerLocally(message) { return }
+        if backend == nil, pending.isEmpty, waitID == nil {
+            pending.append(message)
+            return startUnit()
+        }
+        if let backend, pending.isEmpty, canForward(message) {
+            forward(message, to: backend)
+        } else {
+            pending.append(message)
+        }
+    }
+
+    /// `SET switchyard.route ...` and `SHOW switchyard.route` sent alone are answered by Switchyard itself.
+    private func answerLocally(_ query: WireMessage) -> Bool {
+        let classification = classify(query)
+        guard let command = classification?.routeCommand, classification?.statementCount == 1 else { return false }
+        let status = backend == nil ? TransactionStatus.idle : tracker.status
+        writeToClient { buffer in
+            switch command {
+            case .set(let setting):
+                self.planner.setting = setting
+                BackendMessage.commandComplete("SET", into: &buffer)
+            case .show:
+                BackendMessage.rowDescription(columns: ["switchyard.route"], into: &buffer)
+                BackendMessage.dataRow([self.planner.setting.rawValue], into: &buffer)
+                BackendMessage.commandComplete("SHOW", into: &buffer)
             }
-            return close()
+            BackendMessage.readyForQuery(status, into: &buffer)
         }
-        if let backend {
-            backend.write(buffer)
-            return
-        }
+        logger.debug("answered switchyard.route command", metadata: ["route": "\(planner.setting.rawValue)"])
+        return true
+    }
+
+    /// Routes the unit that starts with `pending.first` and leases a server for it.
+    private func startUnit(target forced: RoutePlanner.Target? = nil, excluding excluded: String? = nil) {
+        guard let identity, let first = pending.first else { return }
         if runtime.isDraining {
             return fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
                                     message: "terminating connection because Switchyard is shutting down"))
         }
-        pendingClientBytes.append(buffer)
-        if waitID == nil, let pool {
-            waitID = pool.lease(for: self)
+        var target = forced ?? .primary
+        if forced == nil, runtime.configuration.poolMode == .transaction, let classification = routingClass(of: first) {
+            target = planner.target(for: classification)
         }
+        var chosen = shard.pool(for: identity, target: target, excluding: excluded)
+        if chosen == nil {
+            // No replica is eligible.
+            guard runtime.configuration.routing.fallbackToPrimary else {
+                return refusePending(ErrorFields(
+                    severity: .error, code: SQLState.cannotConnectNow, message: "no replica is available for this read",
+                    hint: "All replicas are down or lagging; set replica_fallback = primary to read from the primary instead."))
+            }
+            target = .primary
+            chosen = shard.pool(for: identity, target: .primary)
+        }
+        let pool = chosen!
+        unit = UnitOfWork(role: pool.server.role, retainForRetry: target == .replica && tracker.status == .idle)
+        self.pool = pool
+        waitID = pool.lease(for: self)
+    }
+
+    /// The classification that routes a unit starting with `message`, if it carries or names a statement.
+    private func routingClass(of message: WireMessage) -> StatementClassification? {
+        switch message.id {
+        case FrontendMessageID.query, FrontendMessageID.parse:
+            return classify(message)
+        case FrontendMessageID.bind:
+            var body = message.body
+            _ = body.readNullTerminatedString()
+            guard let statement = body.readNullTerminatedString() else { return nil }
+            return statement.isEmpty ? unnamedStatementClass : statementClasses[statement]
+        default:
+            return nil
+        }
+    }
+
+    /// Classifies the SQL text of a Query or Parse message.
+    private func classify(_ message: WireMessage) -> StatementClassification? {
+        var body = message.body
+        if message.id == FrontendMessageID.parse {
+            guard body.readNullTerminatedString() != nil else { return nil }
+        } else if message.id != FrontendMessageID.query {
+            return nil
+        }
+        guard let end = body.readableBytesView.firstIndex(of: 0) else { return nil }
+        return shard.classify(body.getSlice(at: body.readerIndex, length: end - body.readerIndex)!)
+    }
+
+    /// Whether `message` may go to the attached server, or must wait for the unit to end because
+    /// it needs the primary while a replica is attached (pipelined autocommit statements).
+    private func canForward(_ message: WireMessage) -> Bool {
+        guard unit.role == .replica, !unit.explicitTransaction, runtime.configuration.poolMode == .transaction,
+              let classification = routingClass(of: message) else { return true }
+        return planner.target(for: classification) == .replica
+    }
+
+    private func forward(_ message: WireMessage, to backend: BackendConnection) {
+        tracker.clientSent(message.id)
+        if message.id == FrontendMessageID.query || message.id == FrontendMessageID.parse, let classification = classify(message) {
+            if case .begin? = classification.transactionControl { unit.explicitTransaction = true }
+            planner.observe(classification)
+            if message.id == FrontendMessageID.parse {
+                var body = message.body
+                let name = body.readNullTerminatedString() ?? ""
+                if name.isEmpty { unnamedStatementClass = classification } else { statementClasses[name] = classification }
+            }
+        } else if message.id == FrontendMessageID.close {
+            var body = message.body
+            if body.readInteger(as: UInt8.self) == UInt8(ascii: "S"), let name = body.readNullTerminatedString() {
+                statementClasses[name] = nil
+            }
+        }
+        if unit.retainForRetry { unit.sent.append(message) }
+        backend.write(message.bytes)
+    }
+
+    /// Sends pending messages to the attached server, up to one that must wait for another server.
+    private func drainPending() {
+        guard let backend else { return }
+        while let message = pending.first, canForward(message) {
+            pending.removeFirst()
+            forward(message, to: backend)
+        }
+        backend.flush()
+        resumeHeldRead()
+    }
+
+    /// Answers every pending message with `error` the way Postgres would: one error per Query, one
+    /// per extended-protocol batch (the rest of which is skipped up to its Sync).
+    private func refusePending(_ error: ErrorFields) {
+        logger.warning("refusing statement", metadata: ["error": "\(error)"])
+        var skipping = false
+        while let message = pending.popFirst() {
+            switch message.id {
+            case FrontendMessageID.query:
+                writeToClient { error.encode(into: &$0); BackendMessage.readyForQuery(.idle, into: &$0) }
+            case FrontendMessageID.sync:
+                if !skipping { writeToClient { error.encode(into: &$0) } }
+                skipping = false
+                writeToClient { BackendMessage.readyForQuery(.idle, into: &$0) }
+            default:
+                if !skipping { writeToClient { error.encode(into: &$0) } }
+                skipping = true
+            }
+        }
+        discardingUntilSync = skipping
+        resumeHeldRead()
     }
 
     func leaseSucceeded(_ connection: BackendConnection, from pool: ConnectionPool) {
         waitID = nil
         switch phase {
         case .loggingIn:
-            finishLogin(with: connection)
+            attach(connection)
+            if synchronizeParameters(on: connection) {
+                loginAfterSynchronization = connection
+                connection.flush()
+            } else {
+                finishLogin(with: connection)
+            }
         case .relaying:
             attach(connection)
-            for bytes in pendingClientBytes { connection.write(bytes) }
-            pendingClientBytes.removeAll(keepingCapacity: true)
-            connection.flush()
-            resumeHeldRead()
+            synchronizeParameters(on: connection)
+            drainPending()
         case .startup, .authenticating, .closed:
             pool.release(connection, resetQuery: nil)
         }
@@ -316,35 +479,167 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         connection.clientWritabilityChanged(isWritable: context.channel.isWritable)
     }
 
+    /// Sets the client's session parameters on `connection` where they differ, ahead of the client's
+    /// own messages (the answer is swallowed). Returns whether a query was sent.
+    @discardableResult
+    private func synchronizeParameters(on connection: BackendConnection) -> Bool {
+        guard let query = runtime.parameterSync.synchronization(client: clientParameters, server: connection.parameterValues) else {
+            return false
+        }
+        var buffer = context.channel.allocator.buffer(capacity: query.utf8.count + 6)
+        FrontendMessage.query(query, into: &buffer)
+        connection.write(buffer)
+        swallowedReadyForQuery += 1
+        for (name, value) in clientParameters { connection.parameterValues[name] = value }
+        return true
+    }
+
+    /// Consumes the answer to injected synchronisation queries; returns the bytes after it, if any.
+    private func consumeSynchronizationAnswer(_ buffer: ByteBuffer) -> ByteBuffer? {
+        synchronizationAnswer.writeImmutableBuffer(buffer)
+        while let (id, length) = synchronizationAnswer.peekFrameHeader(), length >= 4,
+              synchronizationAnswer.readableBytes >= Int(length) + 1 {
+            var body = synchronizationAnswer.readSlice(length: Int(length) + 1)!
+            body.moveReaderIndex(forwardBy: 5)
+            switch id {
+            case BackendMessageID.parameterStatus:
+                noteParameterStatus(body, clientSeesIt: false)
+            case BackendMessageID.errorResponse:
+                synchronizationError = ErrorFields(decoding: body)
+            case BackendMessageID.readyForQuery:
+                swallowedReadyForQuery -= 1
+                guard swallowedReadyForQuery == 0 else { continue }
+                let rest = synchronizationAnswer
+                synchronizationAnswer = ByteBuffer()
+                synchronizationFinished()
+                return rest
+            default:
+                break
+            }
+        }
+        return nil
+    }
+
+    private func synchronizationFinished() {
+        let error = synchronizationError
+        synchronizationError = nil
+        if let error {
+            logger.warning("could not set the client's session parameters on the server", metadata: ["error": "\(error)"])
+        }
+        guard let connection = loginAfterSynchronization else { return }
+        loginAfterSynchronization = nil
+        if let error {
+            // Postgres itself would have refused these start-up parameters.
+            return fail(ErrorFields(severity: .fatal, code: error.code, message: error.message, detail: error.detail, hint: error.hint))
+        }
+        finishLogin(with: connection)
+    }
+
+    /// Records a ParameterStatus: the server's value, and the client's view when it is forwarded.
+    private func noteParameterStatus(_ body: ByteBuffer, clientSeesIt: Bool) {
+        guard let (name, value) = BackendMessage.decodeParameterStatus(body) else { return }
+        backend?.parameterValues[name.lowercased()] = value
+        if clientSeesIt, runtime.parameterSync.isTracked(name) { clientParameters[name.lowercased()] = value }
+    }
+
+    // MARK: Relay: server to client
+
     func backendReceived(_ buffer: ByteBuffer) {
+        var buffer = buffer
+        if swallowedReadyForQuery > 0 {
+            guard let rest = consumeSynchronizationAnswer(buffer), rest.readableBytes > 0 else { return }
+            buffer = rest
+        }
+        if unit.holdingResponse { return holdResponse(buffer) }
         do {
             try backendScanner.scan(buffer) { message in
                 if message.id == BackendMessageID.readyForQuery {
                     tracker.backendSentReadyForQuery(message.firstBodyByte)
+                } else if let body = message.body {
+                    noteParameterStatus(body, clientSeesIt: true)
                 }
             }
         } catch {
-            logger.error("invalid message from server", metadata: ["error": "\(error)"])
-            if let backend { pool?.discard(backend) }
-            return fail(ErrorFields(severity: .fatal, code: SQLState.protocolViolation, message: "invalid message from server"))
+            return backendProtocolViolation(error)
         }
         context.write(wrapOutboundOut(buffer), promise: nil)
     }
 
+    /// A replica's first answer in an autocommit unit is held back until it shows rows or success:
+    /// a 25006 (read-only transaction) means the classifier let a write through, and the statement
+    /// is re-run on the primary before the client sees anything.
+    private func holdResponse(_ buffer: ByteBuffer) {
+        unit.held.writeImmutableBuffer(buffer)
+        var view = unit.held
+        view.moveReaderIndex(forwardBy: unit.heldScanned)
+        while let (id, length) = view.peekFrameHeader(), length >= 4 {
+            let isFirstRow = id == BackendMessageID.dataRow || id == BackendMessageID.copyOutResponse
+                || id == BackendMessageID.copyInResponse || id == BackendMessageID.copyBothResponse
+            // Rows may be huge: let them stream from their first byte rather than hold them whole.
+            if isFirstRow, !unit.readOnlyViolation { return releaseHeldResponse() }
+            guard view.readableBytes >= Int(length) + 1 else { return }
+            let message = view.readSlice(length: Int(length) + 1)!
+            unit.heldScanned += Int(length) + 1
+            switch id {
+            case BackendMessageID.errorResponse:
+                if let error = ErrorFields(decoding: message.getSlice(at: message.readerIndex + 5, length: Int(length) - 4)!),
+                   error.code == SQLState.readOnlySQLTransaction {
+                    unit.readOnlyViolation = true
+                }
+            case BackendMessageID.readyForQuery:
+                tracker.backendSentReadyForQuery(message.getInteger(at: message.readerIndex + 5, as: UInt8.self))
+                return unit.readOnlyViolation ? retryOnPrimary() : releaseHeldResponse()
+            default:
+                break
+            }
+        }
+    }
+
+    /// Stops holding: the whole messages held so far go to the client, the rest streams through.
+    private func releaseHeldResponse() {
+        let held = unit.held, scanned = unit.heldScanned
+        unit.stopRetaining()
+        context.write(wrapOutboundOut(held.getSlice(at: held.readerIndex, length: scanned)!), promise: nil)
+        let rest = held.getSlice(at: held.readerIndex + scanned, length: held.readableBytes - scanned)!
+        if rest.readableBytes > 0 { backendReceived(rest) }
+    }
+
+    private func retryOnPrimary() {
+        runtime.counters.readOnlyRetries.add(1, ordering: .relaxed)
+        logger.notice("replica refused a write (25006); re-running the statement on the primary")
+        restartUnit(target: .primary, excluding: nil)
+    }
+
+    /// Sends the unit's messages again, elsewhere; the client has seen none of the first answer.
+    private func restartUnit(target: RoutePlanner.Target, excluding excluded: String?) {
+        let resend = unit.sent
+        unit = UnitOfWork()
+        tracker = TransactionTracker()
+        backendScanner = MessageBoundaryScanner(maximumLength: Int(Int32.max))
+        if let backend {
+            self.backend = nil
+            pool?.release(backend, resetQuery: nil)
+        }
+        for message in resend.reversed() { pending.prepend(message) }
+        startUnit(target: target, excluding: excluded)
+    }
+
     func backendReadComplete() {
         context.flush()
-        guard let backend, tracker.awaitedReadyForQuery == 0, !tracker.extendedBatchOpen,
-              clientScanner.isAtMessageBoundary, backendScanner.isAtMessageBoundary else { return }
+        guard let backend, case .relaying = phase, !unit.holdingResponse, swallowedReadyForQuery == 0,
+              tracker.awaitedReadyForQuery == 0, !tracker.extendedBatchOpen, backendScanner.isAtMessageBoundary else { return }
         if tracker.status == .idle {
             if runtime.configuration.poolMode == .transaction {
                 self.backend = nil
+                unit = UnitOfWork()
                 pool?.release(backend, resetQuery: nil)
+                if !pending.isEmpty { startUnit() }
             }
-            if runtime.isDraining {
+            if runtime.isDraining, self.backend == nil || runtime.configuration.poolMode == .session, pending.isEmpty {
                 fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
                                  message: "terminating connection because Switchyard is shutting down"))
             }
-        } else if let timeout = runtime.idleTransactionTimeout {
+        } else if let timeout = runtime.idleTransactionTimeout, pending.isEmpty {
             idleTransactionTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
                 logger.notice("closing client idle in transaction")
                 fail(ErrorFields(severity: .fatal, code: SQLState.idleInTransactionTimeout,
@@ -360,10 +655,25 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     func backendClosed(_ connection: BackendConnection) {
         guard connection === backend else { return }
         backend = nil
+        if unit.holdingResponse, unit.retries < 2 {
+            // Nothing of the answer reached the client yet: run it on another replica or the primary.
+            logger.warning("server \"\(connection.server.name)\" failed before answering; retrying the read elsewhere")
+            unit.retries += 1
+            let retries = unit.retries
+            restartUnit(target: unit.role == .replica ? .replica : .primary, excluding: connection.server.name)
+            unit.retries = retries
+            return
+        }
         logger.warning("server connection lost while serving client")
         fail(ErrorFields(severity: .fatal, code: SQLState.connectionFailure,
                          message: "server connection to \"\(connection.server.name)\" was lost",
                          hint: "The transaction in progress, if any, was rolled back by the server."))
+    }
+
+    private func backendProtocolViolation(_ error: Error) {
+        logger.error("invalid message from server", metadata: ["error": "\(error)"])
+        if let backend { pool?.discard(backend) }
+        fail(ErrorFields(severity: .fatal, code: SQLState.protocolViolation, message: "invalid message from server"))
     }
 
     /// Called on this session's event loop when a CancelRequest carrying its key arrived.
@@ -375,7 +685,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     /// Shutdown: a client with no transaction in flight is closed now; others at their next idle point.
     func closeIfIdle() {
         guard case .relaying = phase else { return }
-        if backend == nil || tracker.isIdle, pendingClientBytes.isEmpty {
+        if backend == nil || tracker.isIdle, pending.isEmpty {
             fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
                              message: "terminating connection because Switchyard is shutting down"))
         }
@@ -389,7 +699,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
 
     private var shouldHoldClientReads: Bool {
         guard case .relaying = phase else { return false }
-        if waitID != nil { return true }
+        if waitID != nil || !pending.isEmpty { return true }
         if let backend { return !backend.isWritable }
         return false
     }
@@ -401,9 +711,15 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         }
     }
 
+    private func writeToClient(_ write: (inout ByteBuffer) -> Void) {
+        var buffer = context.channel.allocator.buffer(capacity: 128)
+        write(&buffer)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
     private func returnOrDiscard(_ connection: BackendConnection) {
         guard let pool else { return connection.close() }
-        if tracker.isIdle, clientScanner.isAtMessageBoundary, backendScanner.isAtMessageBoundary {
+        if tracker.isIdle, !unit.holdingResponse, swallowedReadyForQuery == 0, backendScanner.isAtMessageBoundary {
             let reset = runtime.configuration.poolMode == .session ? runtime.configuration.serverResetQuery : nil
             pool.release(connection, resetQuery: reset)
         } else {
@@ -425,5 +741,34 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     private func close() {
         guard let context else { return }
         context.close(promise: nil)
+    }
+}
+
+/// What the session knows about the unit of work in flight: which kind of server runs it,
+/// and, for replica reads, what it needs to re-run them elsewhere.
+struct UnitOfWork {
+    var role: ServerRole?
+    /// A BEGIN went out: the unit is a transaction and stays on its server until it ends.
+    var explicitTransaction = false
+    /// Messages sent so far, kept while the answer is held so the unit can be re-run.
+    var sent: [WireMessage] = []
+    /// True while the server's answer is held back (replica autocommit reads, until rows arrive).
+    private(set) var holdingResponse: Bool
+    var retainForRetry: Bool { holdingResponse }
+    var held = ByteBuffer()
+    var heldScanned = 0
+    var readOnlyViolation = false
+    var retries = 0
+
+    init(role: ServerRole? = nil, retainForRetry: Bool = false) {
+        self.role = role
+        self.holdingResponse = retainForRetry
+    }
+
+    mutating func stopRetaining() {
+        holdingResponse = false
+        sent.removeAll()
+        held = ByteBuffer()
+        heldScanned = 0
     }
 }

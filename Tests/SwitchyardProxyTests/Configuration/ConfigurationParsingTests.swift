@@ -36,7 +36,7 @@ struct ConfigurationParsingTests {
             uncommented.append(key)
             return String(line.dropFirst())
         }.joined(separator: "\n")
-        #expect(uncommented.count == 13)
+        #expect(uncommented.count == 21)
         #expect(try ProxyConfiguration.parse(expanded) == ProxyConfiguration.parse(text))
     }
 
@@ -71,6 +71,7 @@ struct ConfigurationParsingTests {
         let config = try ProxyConfiguration.parse("""
             [switchyard]
             worker_threads = 8
+            health_check_user = app
             pool_mode = Session
             connect_timeout = 0.25
             query_wait_timeout = 0

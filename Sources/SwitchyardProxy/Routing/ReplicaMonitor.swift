@@ -1,0 +1,165 @@
+import Logging
+import NIOCore
+import NIOSSL
+import PostgresNIO
+import Synchronization
+
+/// Probes the servers on `health_check_interval` over connections of its own: the primary's WAL
+/// position and function catalog (pg_proc volatility, for the classifier), and each replica's
+/// recovery state and replay position. It publishes the replicas fit for reads to every loop.
+final class ReplicaMonitor: Sendable {
+    struct ServerStatus: Sendable {
+        var server: ServerDefinition
+        var health: ReplicaHealth?
+        var lastError: String?
+    }
+
+    private let runtime: ProxyRuntime
+    private let eventLoop: EventLoop
+    private let logger: Logger
+    private let status: Mutex<[String: ServerStatus]>
+    /// How often the function catalog is reloaded, in probe rounds.
+    static let catalogRefreshRounds = 60
+
+    init(runtime: ProxyRuntime, eventLoop: EventLoop, logger: Logger) {
+        self.runtime = runtime
+        self.eventLoop = eventLoop
+        self.logger = logger
+        let routing = runtime.configuration.routing
+        var initial: [String: ServerStatus] = [:]
+        for server in runtime.configuration.servers {
+            let health = server.role == .replica
+                ? ReplicaHealth(maxLagBytes: routing.maxLagBytes, maxLagSeconds: routing.maxLagSeconds, hysteresis: routing.healthCheckHysteresis)
+                : nil
+            initial[server.name] = ServerStatus(server: server, health: health)
+        }
+        status = Mutex(initial)
+    }
+
+    /// A snapshot for operators (SHOW SERVERS, metrics).
+    var snapshot: [ServerStatus] { status.withLock { Array($0.values) } }
+
+    /// Probes until the task is cancelled.
+    func run() async {
+        let configuration = runtime.configuration
+        guard let userName = configuration.routing.healthCheckUser, let user = configuration.users[userName] else {
+            logger.info("no health_check_user configured: replicas get no reads, and volatility comes from the built-in catalog")
+            return
+        }
+        var connections: [String: PostgresConnection] = [:]
+        var round = 0
+        while !Task.isCancelled {
+            var primaryLSN: Int64?
+            let primary = configuration.primary
+            do {
+                let connection = try await connect(primary, user: user, cache: &connections)
+                let rows = try await connection.query("select pg_current_wal_lsn()::text", logger: logger)
+                for try await lsn in rows.decode(String.self) { primaryLSN = parseLSN(lsn) }
+                if round % Self.catalogRefreshRounds == 0 { try await loadCatalog(connection) }
+                record(primary.name, error: nil)
+            } catch {
+                connections[primary.name] = nil
+                record(primary.name, error: "\(String(reflecting: error))")
+            }
+            var changed = false
+            for replica in configuration.servers where replica.role == .replica {
+                do {
+                    let connection = try await connect(replica, user: user, cache: &connections)
+                    let rows = try await connection.query("""
+                        select pg_is_in_recovery(), coalesce(pg_last_wal_receive_lsn()::text, ''), \
+                        coalesce(pg_last_wal_replay_lsn()::text, ''), \
+                        coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp())::float8, 0)
+                        """, logger: logger)
+                    for try await (inRecovery, received, replayed, seconds) in rows.decode((Bool, String, String, Double).self) {
+                        // Nothing left to replay means no lag, however long ago the last write was.
+                        let caughtUp = received == replayed
+                        let lagBytes = caughtUp ? 0 : primaryLSN.flatMap { p in parseLSN(replayed).map { max(0, p - $0) } }
+                        let probe = ReplicaProbe(inRecovery: inRecovery, lagBytes: lagBytes, lagSeconds: caughtUp ? 0 : seconds)
+                        changed = update(replica) { $0.probeSucceeded(probe) } || changed
+                    }
+                } catch {
+                    connections[replica.name]?.close().whenComplete { _ in }
+                    connections[replica.name] = nil
+                    let text = Self.describe(error)
+                    changed = update(replica) { $0.probeFailed(text) } || changed
+                }
+            }
+            if changed || round == 0 { publish() }
+            round += 1
+            try? await Task.sleep(for: configuration.routing.healthCheckInterval)
+        }
+        for connection in connections.values { try? await connection.close() }
+    }
+
+    private func connect(_ server: ServerDefinition, user: UserDefinition, cache: inout [String: PostgresConnection]) async throws -> PostgresConnection {
+        if let existing = cache[server.name], !existing.isClosed { return existing }
+        var configuration = PostgresConnection.Configuration(
+            host: server.host, port: server.port, username: user.serverUser, password: user.serverPassword,
+            database: runtime.configuration.routing.healthCheckDatabase, tls: .disable)
+        configuration.options.connectTimeout = TimeAmount(runtime.configuration.connectTimeout)
+        if runtime.configuration.serverTLS.mode != .disable {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.certificateVerification = .none
+            configuration.tls = runtime.configuration.serverTLS.mode == .prefer ? .prefer(try .init(configuration: tls)) : .require(try .init(configuration: tls))
+        }
+        let connection = try await PostgresConnection.connect(on: eventLoop, configuration: configuration, id: 0, logger: logger)
+        cache[server.name] = connection
+        return connection
+    }
+
+    /// Loads pg_proc volatility so user-defined volatile functions count as writes.
+    private func loadCatalog(_ connection: PostgresConnection) async throws {
+        let rows = try await connection.query("select proname::text, provolatile::text from pg_proc", logger: logger)
+        var entries: [(name: String, volatility: Character)] = []
+        for try await (name, volatility) in rows.decode((String, String).self) {
+            entries.append((name, volatility.first ?? "v"))
+        }
+        let classifier = StatementClassifier(catalog: FunctionCatalog(rows: entries))
+        for shard in runtime.allShards {
+            shard.eventLoop.execute { shard.updateClassifier(classifier) }
+        }
+        logger.debug("function catalog loaded", metadata: ["functions": "\(entries.count)"])
+    }
+
+    private func update(_ replica: ServerDefinition, _ change: (inout ReplicaHealth) -> Bool) -> Bool {
+        let (changed, health) = status.withLock { all -> (Bool, ReplicaHealth?) in
+            guard var health = all[replica.name]?.health else { return (false, nil) }
+            let changed = change(&health)
+            all[replica.name]?.health = health
+            return (changed, health)
+        }
+        if changed, let health {
+            logger.notice("replica \(health.isEligible ? "back in rotation" : "out of rotation")",
+                          metadata: ["server": "\(replica.name)", "reason": "\(health.reason)"])
+        }
+        return changed
+    }
+
+    private func record(_ server: String, error: String?) {
+        let previous = status.withLock { all -> String? in
+            let previous = all[server]?.lastError
+            all[server]?.lastError = error
+            return previous
+        }
+        if let error, previous == nil {
+            logger.warning("health check of server failed", metadata: ["server": "\(server)", "error": "\(error)"])
+        }
+    }
+
+    private func publish() {
+        let eligible = runtime.configuration.servers.filter { server in
+            status.withLock { $0[server.name]?.health?.isEligible ?? false }
+        }
+        for shard in runtime.allShards {
+            shard.eventLoop.execute { shard.updateEligibleReplicas(eligible) }
+        }
+    }
+
+    static func describe(_ error: Error) -> String {
+        if let psql = error as? PSQLError {
+            if let message = psql.serverInfo?[.message] { return message }
+            return "\(psql.code)"
+        }
+        return "\(error)"
+    }
+}

@@ -1,0 +1,487 @@
+// Decides, from the text alone, whether a simple-query string is provably read-only and may run on a replica.
+// Conservative by construction: anything it doesn't understand goes to the primary. It cannot see through
+// views, rules, RLS policies, triggers, operators or attribute-notation calls (`t.f` calling `f(t)`) to
+// volatile functions; a hot standby rejects any write those attempt, so the worst case is an error, not a
+// lost write. Session-local objects (temporary tables, currval, SET values) exist only on the primary.
+
+/// Where a statement string may run: `.replica` only if every statement in it is provably read-only.
+public enum StatementRoute: Sendable, Equatable { case replica, primary }
+
+/// A hint from a comment before the first token: `/* switchyard: replica */` or `-- switchyard: primary`.
+/// It is reported, not applied: what to do with a hint is the proxy's policy.
+public enum RouteHint: Sendable, Equatable { case primary, replica }
+
+public enum TransactionControl: Sendable, Equatable {
+    /// BEGIN / START TRANSACTION; read-only only with READ ONLY and no READ WRITE.
+    case begin(readOnly: Bool)
+    /// SET TRANSACTION ... (read-only only with READ ONLY), or SET transaction_read_only = bool.
+    case setTransaction(readOnly: Bool)
+    /// SET default_transaction_read_only = bool, SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY|WRITE.
+    case setSessionReadOnly(Bool)
+    /// COMMIT / END, ROLLBACK / ABORT. Statements that leave a transaction open are nil, i.e. ordinary
+    /// primary statements: SAVEPOINT, RELEASE, ROLLBACK TO SAVEPOINT, COMMIT/ROLLBACK AND CHAIN (the next
+    /// transaction starts at once), and COMMIT/ROLLBACK PREPARED and PREPARE TRANSACTION (two-phase commit).
+    case commit, rollback
+}
+
+/// Statements the proxy answers itself.
+public enum RouteCommand: Sendable, Equatable {
+    /// SET [SESSION] switchyard.route { TO | = } primary | replica | auto (quoted or not, any case).
+    case set(RouteSetting)
+    /// SHOW switchyard.route
+    case show
+}
+
+public struct StatementClassification: Sendable, Equatable {
+    public var route: StatementRoute
+    public var hint: RouteHint?
+    /// With several statements, the last transaction-control one: it decides the state after the string runs.
+    public var transactionControl: TransactionControl?
+    /// Only when the string holds just that one statement, so the proxy can answer the whole string.
+    public var routeCommand: RouteCommand?
+    /// Non-empty statements in the string (a simple query may hold several).
+    public var statementCount: Int
+
+    public init(route: StatementRoute, hint: RouteHint? = nil, transactionControl: TransactionControl? = nil,
+                routeCommand: RouteCommand? = nil, statementCount: Int) {
+        self.route = route
+        self.hint = hint
+        self.transactionControl = transactionControl
+        self.routeCommand = routeCommand
+        self.statementCount = statementCount
+    }
+}
+
+public struct StatementClassifier: Sendable {
+    public let catalog: FunctionCatalog
+    private let keywords = sqlKeywordTable
+
+    public init(catalog: FunctionCatalog = .builtin) { self.catalog = catalog }
+
+    public func classify(_ sql: String) -> StatementClassification {
+        var sql = sql
+        return sql.withUTF8 { classify(UnsafeRawBufferPointer($0)) }
+    }
+
+    public func classify(_ sql: UnsafeRawBufferPointer) -> StatementClassification {
+        keywords.withView { keywords in
+            catalog.safeNames.withView { functions in
+                var pass = ClassifierPass(StatementLexer(sql), keywords: keywords, functions: functions, onlyBuiltins: catalog.onlyBuiltins)
+                var result = pass.run()
+                result.hint = Self.leadingHint(sql)
+                // The session's standard_conforming_strings isn't known here. When it is off, a backslash in '...'
+                // escapes the next quote and the same bytes lex differently, so both readings must be read-only.
+                if result.route == .replica && pass.cursor.lexer.sawBackslashInPlainString {
+                    var other = ClassifierPass(StatementLexer(sql, backslashEscapesInPlainStrings: true), keywords: keywords,
+                                               functions: functions, onlyBuiltins: catalog.onlyBuiltins)
+                    if other.run().route != .replica { result.route = .primary }
+                }
+                return result
+            }
+        }
+    }
+
+    /// The hint in the comments before the first token; if there are several, the last one.
+    static func leadingHint(_ text: UnsafeRawBufferPointer) -> RouteHint? {
+        var hint: RouteHint? = nil
+        var i = 0
+        while i + 1 < text.count {
+            if isSQLSpace(text[i]) {
+                i += 1
+            } else if text[i] == UInt8(ascii: "-") && text[i + 1] == UInt8(ascii: "-") {
+                let end = StatementLexer.lineCommentEnd(text, from: i)
+                hint = parseHint(text, from: i + 2, to: end) ?? hint
+                i = end
+            } else if text[i] == UInt8(ascii: "/") && text[i + 1] == UInt8(ascii: "*"),
+                      let end = StatementLexer.blockCommentEnd(text, from: i) {
+                hint = parseHint(text, from: i + 2, to: end - 2) ?? hint
+                i = end
+            } else {
+                break
+            }
+        }
+        return hint
+    }
+
+    /// `switchyard: primary` or `switchyard: replica`, in any case, with optional whitespace around each part.
+    static func parseHint(_ text: UnsafeRawBufferPointer, from start: Int, to end: Int) -> RouteHint? {
+        var i = start
+        func skipSpace() { while i < end && isSQLSpace(text[i]) { i += 1 } }
+        func take(_ word: StaticString) -> Bool {
+            let n = word.utf8CodeUnitCount
+            guard i + n <= end, bytesEqual(text, i, i + n, word, ignoringCase: true) else { return false }
+            i += n
+            return true
+        }
+        skipSpace()
+        guard take("switchyard") else { return nil }
+        skipSpace()
+        guard take(":") else { return nil }
+        skipSpace()
+        let hint: RouteHint
+        if take("primary") { hint = .primary } else if take("replica") { hint = .replica } else { return nil }
+        skipSpace()
+        return i == end ? hint : nil
+    }
+}
+
+/// `text[start..<end]` equals `word` (given in lowercase when `ignoringCase`).
+func bytesEqual(_ text: UnsafeRawBufferPointer, _ start: Int, _ end: Int, _ word: StaticString, ignoringCase: Bool) -> Bool {
+    guard end - start == word.utf8CodeUnitCount else { return false }
+    let w = word.utf8Start
+    for k in 0..<(end - start) {
+        let b = text[start + k]
+        if (ignoringCase ? asciiLowercased(b) : b) != w[k] { return false }
+    }
+    return true
+}
+
+/// One left-to-right pass over a statement string.
+struct ClassifierPass {
+    var cursor: StatementCursor
+    let keywords: ByteNameTable.View
+    /// The catalog's safe function names.
+    let functions: ByteNameTable.View
+    /// The catalog is `FunctionCatalog.builtin`, which knows only pg_catalog.
+    let onlyBuiltins: Bool
+    let text: UnsafeRawBufferPointer
+
+    init(_ lexer: StatementLexer, keywords: ByteNameTable.View, functions: ByteNameTable.View, onlyBuiltins: Bool) {
+        cursor = StatementCursor(lexer)
+        text = lexer.text
+        self.keywords = keywords
+        self.functions = functions
+        self.onlyBuiltins = onlyBuiltins
+    }
+
+    /// What one statement amounts to; the default is a plain primary statement.
+    struct Verdict {
+        var replicaSafe = false
+        var transactionControl: TransactionControl? = nil
+        var routeCommand: RouteCommand? = nil
+    }
+
+    mutating func run() -> StatementClassification {
+        var count = 0
+        var allSafe = true
+        var control: TransactionControl? = nil
+        var command: RouteCommand? = nil
+        while !cursor.atEnd {
+            cursor.beginStatement()
+            let first = cursor.next()
+            if first.kind == .end { continue }
+            count += 1
+            let verdict = statement(startingWith: first)
+            cursor.skipToEnd()
+            allSafe = allSafe && verdict.replicaSafe
+            control = verdict.transactionControl ?? control
+            command = verdict.routeCommand
+        }
+        // The server parses the whole string before running any of it: if it doesn't lex, nothing runs.
+        if cursor.malformed { return StatementClassification(route: .primary, statementCount: count) }
+        return StatementClassification(route: allSafe && count > 0 ? .replica : .primary, transactionControl: control,
+                                       routeCommand: count == 1 ? command : nil, statementCount: count)
+    }
+
+    mutating func statement(startingWith first: SQLToken) -> Verdict {
+        if first.kind == .leftParen { return Verdict(replicaSafe: queryIsReadOnly(startingAt: first)) }
+        switch keywordInfo(first).keyword {
+        case .select, .values, .table, .with:
+            return Verdict(replicaSafe: queryIsReadOnly(startingAt: first))
+        case .explain:
+            return Verdict(replicaSafe: explainIsReadOnly())
+        case .begin:
+            return Verdict(transactionControl: .begin(readOnly: accessModes().readOnly))
+        case .start:
+            guard isWord(cursor.next(), "transaction") else { return Verdict() }
+            return Verdict(transactionControl: .begin(readOnly: accessModes().readOnly))
+        case .commit, .end:
+            return Verdict(transactionControl: transactionEnd(.commit))
+        case .rollback, .abort:
+            return Verdict(transactionControl: transactionEnd(.rollback))
+        case .set:
+            return setStatement()
+        case .show:
+            let name = cursor.next(), dot = cursor.next(), member = cursor.next()
+            let isRoute = isWord(name, "switchyard") && dot.kind == .dot && isWord(member, "route") && cursor.next().kind == .end
+            return Verdict(routeCommand: isRoute ? .show : nil)
+        default:
+            // DML, DDL, COPY, CALL, DO, LOCK, VACUUM, PREPARE/EXECUTE, DECLARE/FETCH, LISTEN/NOTIFY, SHOW, ...
+            return Verdict()
+        }
+    }
+
+    // MARK: Queries
+
+    /// What came before a token, as far as the call rules care.
+    enum Prev: Equatable {
+        case start, open, comma, dot, typecast, literal, quoted, other
+        /// `exprFollows`: the parenthesis was DISTINCT ON (...) or OPERATOR(...), which an expression may follow.
+        case close(exprFollows: Bool)
+        case word(SQLKeywordInfo)
+
+        func isWord(_ keyword: SQLKeyword) -> Bool {
+            if case .word(let info) = self { return info.keyword == keyword }
+            return false
+        }
+    }
+
+    /// SELECT, VALUES, TABLE or WITH, possibly parenthesized: replica-safe only if nothing in it, at any
+    /// depth, writes (INSERT/UPDATE/DELETE/MERGE, also in CTEs), locks rows (FOR UPDATE/SHARE/...), is
+    /// SELECT INTO, or calls a function the catalog doesn't vouch for. Returns at the first reason to say no.
+    mutating func queryIsReadOnly(startingAt first: SQLToken) -> Bool {
+        var token = first, previous = first, beforeDot = first
+        var prev = Prev.start
+        var chainPrev = Prev.start        // what came before the current (possibly qualified) name
+        var qualifier: SQLToken? = nil    // the name before the current name's last '.'
+        var started = false               // seen SELECT/VALUES/TABLE/WITH after any leading '('
+        var exprParens: UInt64 = 0        // bit d-1: the '(' that opened depth d was DISTINCT ON / OPERATOR
+        var withDepth = -1                // depth of a WITH list still being read
+        var groupByDepth = -1             // depth of a GROUP BY list still being read
+        while true {
+            let depth = cursor.depth
+            if !started && token.kind != .word && token.kind != .leftParen { return false }
+            switch token.kind {
+            case .end:
+                return started
+            case .word:
+                let info = keywordInfo(token)
+                let keyword = info.keyword
+                if !started {
+                    guard keyword == .select || keyword == .values || keyword == .table || keyword == .with else { return false }
+                    started = true
+                }
+                switch keyword {
+                case .insert, .update, .delete, .merge, .into:
+                    return false
+                case .share, .key, .no:
+                    if prev.isWord(.for) { return false }
+                case .with:
+                    if prev == .start || prev == .open { withDepth = depth }
+                case .select, .values, .table:
+                    if depth == withDepth { withDepth = -1 }
+                case .by:
+                    if prev.isWord(.group) { groupByDepth = depth }
+                case .afterGroupBy, .fetch, .for:
+                    if depth == groupByDepth { groupByDepth = -1 }
+                default:
+                    break
+                }
+                if prev == .dot { qualifier = beforeDot } else { chainPrev = prev; qualifier = nil }
+                prev = .word(info)
+            case .quotedIdentifier:
+                if prev == .dot { qualifier = beforeDot } else { chainPrev = prev; qualifier = nil }
+                prev = .quoted
+            case .leftParen:
+                switch prev {
+                case .word(let info):
+                    guard isReadOnlyCall(previous, info, qualifier: qualifier, after: chainPrev, depth: depth - 1,
+                                         withDepth: withDepth, groupByDepth: groupByDepth) else { return false }
+                case .quoted:
+                    guard isReadOnlyCall(previous, .notKeyword, qualifier: qualifier, after: chainPrev, depth: depth - 1,
+                                         withDepth: withDepth, groupByDepth: groupByDepth) else { return false }
+                case .close:
+                    if depth - 1 == withDepth { withDepth = -1 }    // WITH ... AS (...) (SELECT ...)
+                default:
+                    break
+                }
+                let distinctOn = prev.isWord(.on) && chainPrev.isWord(.distinct)
+                if (distinctOn || prev.isWord(.operator)) && depth <= 64 { exprParens |= 1 << UInt64(depth - 1) }
+                prev = .open
+            case .rightParen:
+                let bit: UInt64 = depth < 64 ? 1 << UInt64(depth) : 0
+                prev = .close(exprFollows: depth >= 64 || exprParens & bit != 0)
+                exprParens &= ~bit
+                if withDepth > depth { withDepth = -1 }
+                if groupByDepth > depth { groupByDepth = -1 }
+            case .dot:
+                beforeDot = previous
+                prev = .dot
+            case .comma: prev = .comma
+            case .typecast: prev = .typecast
+            case .string, .number, .parameter: prev = .literal
+            case .op: prev = .other
+            case .semicolon, .invalid: return false   // ';' inside parentheses
+            }
+            previous = token
+            token = cursor.next()
+        }
+    }
+
+    /// `name(`: fine if the grammar makes it syntax rather than a call, or if the catalog vouches for the call.
+    /// `depth` is the name's own parenthesis depth.
+    func isReadOnlyCall(_ name: SQLToken, _ info: SQLKeywordInfo, qualifier: SQLToken?, after chainPrev: Prev,
+                        depth: Int, withDepth: Int, groupByDepth: Int) -> Bool {
+        if let qualifier {
+            // Keywords don't apply after a schema: pg_catalog.substring( is the function substring.
+            return (!onlyBuiltins || isPgCatalog(qualifier)) && catalogAllows(name)
+        }
+        if info.neverFunction || catalogAllows(name) { return true }
+        // Not a function we know to be safe. Positions where `name(` can't be a call:
+        if chainPrev == .typecast || chainPrev == .close(exprFollows: false) {
+            return true   // x::mytype(3); f() t(a, b), count(*) FILTER (, OVER (, (...) JOIN (, REPEATABLE (
+        }
+        if chainPrev.isWord(.as) || chainPrev.isWord(.ordinality) || chainPrev.isWord(.tablesample) {
+            return true   // AS t(a, b), CAST(x AS mytype(3)), WITH ORDINALITY t(a, n), TABLESAMPLE system (10)
+        }
+        if depth == withDepth && (chainPrev == .comma || chainPrev.isWord(.with) || chainPrev.isWord(.recursive)) {
+            return true   // WITH [RECURSIVE] t(a, b) AS (...), u(c) AS (...)
+        }
+        guard name.kind == .word else { return false }
+        switch info.keyword {
+        case .materialized: return chainPrev.isWord(.not) && depth == withDepth   // AS NOT MATERIALIZED (
+        case .infix, .operator: return followsOperand(chainPrev)     // t JOIN (, x LIKE (, 1 OPERATOR(pg_catalog.+)
+        case .varying:                                               // character varying(10)
+            return chainPrev.isWord(.character) || chainPrev.isWord(.char) || chainPrev.isWord(.bit) || chainPrev.isWord(.nchar)
+        case .sets: return chainPrev.isWord(.grouping)               // GROUPING SETS (
+        case .rollup, .cube: return groupByDepth >= 0 && depth >= groupByDepth
+        case .zone: return chainPrev.isWord(.time)                   // AT TIME ZONE (
+        case .first, .next: return chainPrev.isWord(.fetch)          // FETCH FIRST (n) ROWS
+        default: return false
+        }
+    }
+
+    /// After an operand, a word followed by `(` is an infix keyword or an alias, never a call. Reserved
+    /// keywords (SELECT, WHERE, AND, ...) are followed by expressions, so after them it would be a call.
+    private func followsOperand(_ prev: Prev) -> Bool {
+        switch prev {
+        case .quoted, .literal: return true
+        case .word(let info): return !info.reserved
+        default: return false
+        }
+    }
+
+    private func catalogAllows(_ name: SQLToken) -> Bool {
+        if name.kind == .word {
+            return functions.value(for: ASCIILowercasedBytes(base: text, startIndex: name.start, endIndex: name.end)) != nil
+        }
+        // "..." is looked up exactly as written; with "" or U& escapes it would need decoding: unknown.
+        return !name.escaped && functions.value(for: UnsafeRawBufferPointer(rebasing: text[(name.start + 1)..<(name.end - 1)])) != nil
+    }
+
+    private func isPgCatalog(_ token: SQLToken) -> Bool {
+        switch token.kind {
+        case .word: return bytesEqual(text, token.start, token.end, "pg_catalog", ignoringCase: true)
+        case .quotedIdentifier: return !token.escaped && bytesEqual(text, token.start + 1, token.end - 1, "pg_catalog", ignoringCase: false)
+        default: return false
+        }
+    }
+
+    /// EXPLAIN without ANALYZE only plans, so it is as safe as the statement; with ANALYZE it runs it: primary.
+    mutating func explainIsReadOnly() -> Bool {
+        var token = cursor.next()
+        if token.kind == .leftParen {   // EXPLAIN (option [value], ...): any mention of ANALYZE counts
+            repeat {
+                token = cursor.next()
+                if token.kind == .end || keywordInfo(token).keyword == .analyze { return false }
+            } while !(token.kind == .rightParen && cursor.depth == 0)
+            token = cursor.next()
+        } else {                        // EXPLAIN [ANALYZE] [VERBOSE]
+            while true {
+                let keyword = keywordInfo(token).keyword
+                if keyword == .analyze { return false }
+                guard keyword == .verbose else { break }
+                token = cursor.next()
+            }
+        }
+        return queryIsReadOnly(startingAt: token)
+    }
+
+    // MARK: Transaction control and SET/SHOW
+
+    /// The rest of BEGIN / START TRANSACTION / SET TRANSACTION: READ ONLY and READ WRITE in the mode list.
+    mutating func accessModes() -> (readOnly: Bool, readWrite: Bool) {
+        var readOnly = false, readWrite = false, afterRead = false
+        while true {
+            let token = cursor.next()
+            if token.kind == .end { return (readOnly && !readWrite, readWrite) }
+            if afterRead && isWord(token, "only") { readOnly = true }
+            if afterRead && isWord(token, "write") { readWrite = true }
+            afterRead = isWord(token, "read")
+        }
+    }
+
+    /// COMMIT/END/ROLLBACK/ABORT, or nil when the transaction stays open (ROLLBACK TO [SAVEPOINT], AND CHAIN)
+    /// or it isn't this session's (COMMIT/ROLLBACK PREPARED).
+    mutating func transactionEnd(_ control: TransactionControl) -> TransactionControl? {
+        var previous = SQLToken(kind: .end, start: 0, end: 0)
+        while true {
+            let token = cursor.next()
+            if token.kind == .end { return control }
+            if isWord(token, "prepared") || (control == .rollback && isWord(token, "to"))
+                || (isWord(token, "chain") && isWord(previous, "and")) { return nil }
+            previous = token
+        }
+    }
+
+    /// SET: transaction access modes, default_transaction_read_only, and the proxy's own switchyard.route.
+    /// SET LOCAL of a session setting isn't the session's, so it stays an ordinary statement.
+    mutating func setStatement() -> Verdict {
+        var token = cursor.next()
+        var local = false
+        if isWord(token, "session") {
+            token = cursor.next()
+            if isWord(token, "characteristics") {   // SET SESSION CHARACTERISTICS AS TRANSACTION ...
+                let modes = accessModes()
+                let readOnly: Bool? = modes.readOnly ? true : modes.readWrite ? false : nil
+                return Verdict(transactionControl: readOnly.map { .setSessionReadOnly($0) })
+            }
+        } else if isWord(token, "local") {
+            local = true
+            token = cursor.next()
+        }
+        if isWord(token, "transaction") {
+            return Verdict(transactionControl: .setTransaction(readOnly: accessModes().readOnly))
+        }
+        // SET name[.member] { TO | = } value
+        guard token.kind == .word else { return Verdict() }
+        let name = token
+        var member: SQLToken? = nil
+        token = cursor.next()
+        if token.kind == .dot {
+            member = cursor.next()
+            token = cursor.next()
+        }
+        guard isWord(token, "to") || (token.kind == .op && text[token.start] == UInt8(ascii: "=")) else { return Verdict() }
+        let value = cursor.next()
+        guard cursor.next().kind == .end else { return Verdict() }
+        if let member {
+            guard !local, isWord(name, "switchyard"), isWord(member, "route") else { return Verdict() }
+            let setting: RouteSetting? = valueIs(value, "primary") ? .primary : valueIs(value, "replica") ? .replica
+                : valueIs(value, "auto") ? .auto : nil
+            return Verdict(routeCommand: setting.map { .set($0) })
+        }
+        let on = valueIs(value, "on") || valueIs(value, "true") || valueIs(value, "yes") || valueIs(value, "1")
+        let off = valueIs(value, "off") || valueIs(value, "false") || valueIs(value, "no") || valueIs(value, "0")
+        guard on || off else { return Verdict() }
+        if !local && isWord(name, "default_transaction_read_only") { return Verdict(transactionControl: .setSessionReadOnly(on)) }
+        if isWord(name, "transaction_read_only") { return Verdict(transactionControl: .setTransaction(readOnly: on)) }
+        return Verdict()
+    }
+
+    /// A SET value, as a word or number, or inside a plain '...' literal, equals `word` ignoring case.
+    private func valueIs(_ token: SQLToken, _ word: StaticString) -> Bool {
+        switch token.kind {
+        case .word, .number:
+            return bytesEqual(text, token.start, token.end, word, ignoringCase: true)
+        case .string where text[token.start] == UInt8(ascii: "'") && !token.escaped:
+            return bytesEqual(text, token.start + 1, token.end - 1, word, ignoringCase: true)
+        default:
+            return false
+        }
+    }
+
+    // MARK: Words
+
+    @inline(__always) func keywordInfo(_ token: SQLToken) -> SQLKeywordInfo {
+        guard token.kind == .word, token.end - token.start <= longestSQLKeyword,
+              let payload = keywords.value(for: ASCIILowercasedBytes(base: text, startIndex: token.start, endIndex: token.end))
+        else { return .notKeyword }
+        return SQLKeywordInfo(payload: payload)
+    }
+
+    /// An unquoted word equal to `word` (lowercase) ignoring case. Cold paths only.
+    func isWord(_ token: SQLToken, _ word: StaticString) -> Bool {
+        token.kind == .word && bytesEqual(text, token.start, token.end, word, ignoringCase: true)
+    }
+}

@@ -1,0 +1,42 @@
+import Foundation
+
+/// Session parameters that follow a client from server connection to server connection.
+///
+/// The client's view of a parameter is what it asked for at start-up and, after that, whatever
+/// ParameterStatus it was last sent. Before a pooled server runs a client's work, the values that
+/// differ are set on it with one `set_config` query whose answer the client never sees. A pure value.
+public struct ParameterSync: Sendable, Equatable {
+    /// Parameters followed by default; the names are matched case-insensitively, as Postgres does.
+    public static let defaultNames: [String] = [
+        "application_name", "client_encoding", "datestyle", "intervalstyle", "search_path",
+        "standard_conforming_strings", "timezone",
+    ]
+
+    public let names: Set<String>
+
+    public init(extraNames: [String] = []) {
+        names = Set((Self.defaultNames + extraNames).map { $0.lowercased() })
+    }
+
+    public func isTracked(_ name: String) -> Bool { names.contains(name.lowercased()) }
+
+    /// The tracked parameters of a StartupMessage, keyed by lower-cased name.
+    public func startupValues(_ parameters: [(String, String)]) -> [String: String] {
+        var values: [String: String] = [:]
+        for (name, value) in parameters where isTracked(name) { values[name.lowercased()] = value }
+        return values
+    }
+
+    /// The query that gives `server` the client's values, or nil when they already agree.
+    public func synchronization(client: [String: String], server: [String: String]) -> String? {
+        let changes = client.filter { server[$0.key] != $0.value }.sorted { $0.key < $1.key }
+        guard !changes.isEmpty else { return nil }
+        let calls = changes.map { "pg_catalog.set_config(\(Self.literal($0.key)), \(Self.literal($0.value)), false)" }
+        return "SELECT " + calls.joined(separator: ", ")
+    }
+
+    /// An escape-string literal, read the same whatever the server's standard_conforming_strings.
+    static func literal(_ value: String) -> String {
+        "E'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''") + "'"
+    }
+}
