@@ -1,3 +1,0 @@
-import Testing
-import PostgresNIO
-@Test func c() {}
