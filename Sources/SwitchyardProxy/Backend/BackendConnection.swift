@@ -48,6 +48,11 @@ final class BackendConnection: ChannelDuplexHandler, RemovableChannelHandler {
     /// Current values of the session parameters, by lower-cased name: what the server reported,
     /// plus what Switchyard set on it for the clients it served.
     var parameterValues: [String: String] = [:]
+    /// Statements Switchyard prepared on this server for transaction-mode clients (by server-side
+    /// name), oldest first so the cache can stay bounded.
+    var preparedStatements: Set<String> = []
+    var preparedOrder: [String] = []
+    static let preparedStatementLimit = 1000
     /// The key the server gave us, which a CancelRequest to it must carry.
     private(set) var cancelKey = CancelRequest(processID: 0, secretKey: 0)
 

@@ -66,15 +66,15 @@ public struct StatementClassifier: Sendable {
     public func classify(_ sql: UnsafeRawBufferPointer) -> StatementClassification {
         keywords.withView { keywords in
             catalog.safeNames.withView { functions in
-                var pass = ClassifierPass(StatementLexer(sql), keywords: keywords, functions: functions, onlyBuiltins: catalog.onlyBuiltins)
-                var result = pass.run()
+                let pass = ClassifierPass(text: sql, keywords: keywords, functions: functions, onlyBuiltins: catalog.onlyBuiltins)
+                var cursor = StatementCursor(StatementLexer(sql))
+                var result = pass.run(&cursor)
                 result.hint = Self.leadingHint(sql)
                 // The session's standard_conforming_strings isn't known here. When it is off, a backslash in '...'
                 // escapes the next quote and the same bytes lex differently, so both readings must be read-only.
-                if result.route == .replica && pass.cursor.lexer.sawBackslashInPlainString {
-                    var other = ClassifierPass(StatementLexer(sql, backslashEscapesInPlainStrings: true), keywords: keywords,
-                                               functions: functions, onlyBuiltins: catalog.onlyBuiltins)
-                    if other.run().route != .replica { result.route = .primary }
+                if result.route == .replica && cursor.lexer.sawBackslashInPlainString {
+                    var other = StatementCursor(StatementLexer(sql, backslashEscapesInPlainStrings: true))
+                    if pass.run(&other).route != .replica { result.route = .primary }
                 }
                 return result
             }
@@ -136,23 +136,15 @@ func bytesEqual(_ text: UnsafeRawBufferPointer, _ start: Int, _ end: Int, _ word
     return true
 }
 
-/// One left-to-right pass over a statement string.
+/// The rules, applied in one left-to-right pass over a statement string read through `cursor`. Kept apart
+/// from the cursor (passed `inout`) so the hot loop never copies mutable state around.
 struct ClassifierPass {
-    var cursor: StatementCursor
-    let keywords: ByteNameTable.View
+    let text: UnsafeRawBufferPointer
+    let keywords: KeywordTable.View
     /// The catalog's safe function names.
     let functions: ByteNameTable.View
     /// The catalog is `FunctionCatalog.builtin`, which knows only pg_catalog.
     let onlyBuiltins: Bool
-    let text: UnsafeRawBufferPointer
-
-    init(_ lexer: StatementLexer, keywords: ByteNameTable.View, functions: ByteNameTable.View, onlyBuiltins: Bool) {
-        cursor = StatementCursor(lexer)
-        text = lexer.text
-        self.keywords = keywords
-        self.functions = functions
-        self.onlyBuiltins = onlyBuiltins
-    }
 
     /// What one statement amounts to; the default is a plain primary statement.
     struct Verdict {
@@ -161,7 +153,7 @@ struct ClassifierPass {
         var routeCommand: RouteCommand? = nil
     }
 
-    mutating func run() -> StatementClassification {
+    func run(_ cursor: inout StatementCursor) -> StatementClassification {
         var count = 0
         var allSafe = true
         var control: TransactionControl? = nil
@@ -171,7 +163,7 @@ struct ClassifierPass {
             let first = cursor.next()
             if first.kind == .end { continue }
             count += 1
-            let verdict = statement(startingWith: first)
+            let verdict = statement(startingWith: first, &cursor)
             cursor.skipToEnd()
             allSafe = allSafe && verdict.replicaSafe
             control = verdict.transactionControl ?? control
@@ -183,24 +175,24 @@ struct ClassifierPass {
                                        routeCommand: count == 1 ? command : nil, statementCount: count)
     }
 
-    mutating func statement(startingWith first: SQLToken) -> Verdict {
-        if first.kind == .leftParen { return Verdict(replicaSafe: queryIsReadOnly(startingAt: first)) }
+    func statement(startingWith first: SQLToken, _ cursor: inout StatementCursor) -> Verdict {
+        if first.kind == .leftParen { return Verdict(replicaSafe: queryIsReadOnly(startingAt: first, &cursor)) }
         switch keywordInfo(first).keyword {
         case .select, .values, .table, .with:
-            return Verdict(replicaSafe: queryIsReadOnly(startingAt: first))
+            return Verdict(replicaSafe: queryIsReadOnly(startingAt: first, &cursor))
         case .explain:
-            return Verdict(replicaSafe: explainIsReadOnly())
+            return Verdict(replicaSafe: explainIsReadOnly(&cursor))
         case .begin:
-            return Verdict(transactionControl: .begin(readOnly: accessModes().readOnly))
+            return Verdict(transactionControl: .begin(readOnly: accessModes(&cursor).readOnly))
         case .start:
             guard isWord(cursor.next(), "transaction") else { return Verdict() }
-            return Verdict(transactionControl: .begin(readOnly: accessModes().readOnly))
+            return Verdict(transactionControl: .begin(readOnly: accessModes(&cursor).readOnly))
         case .commit, .end:
-            return Verdict(transactionControl: transactionEnd(.commit))
+            return Verdict(transactionControl: transactionEnd(.commit, &cursor))
         case .rollback, .abort:
-            return Verdict(transactionControl: transactionEnd(.rollback))
+            return Verdict(transactionControl: transactionEnd(.rollback, &cursor))
         case .set:
-            return setStatement()
+            return setStatement(&cursor)
         case .show:
             let name = cursor.next(), dot = cursor.next(), member = cursor.next()
             let isRoute = isWord(name, "switchyard") && dot.kind == .dot && isWord(member, "route") && cursor.next().kind == .end
@@ -214,22 +206,25 @@ struct ClassifierPass {
     // MARK: Queries
 
     /// What came before a token, as far as the call rules care.
-    enum Prev: Equatable {
-        case start, open, comma, dot, typecast, literal, quoted, other
-        /// `exprFollows`: the parenthesis was DISTINCT ON (...) or OPERATOR(...), which an expression may follow.
-        case close(exprFollows: Bool)
-        case word(SQLKeywordInfo)
+    struct Prev: Equatable {
+        enum Kind: UInt8 { case start, open, comma, dot, typecast, literal, quoted, other, word, close, closeExpr }
+        var kind: Kind
+        var info = SQLKeywordInfo.notKeyword
 
-        func isWord(_ keyword: SQLKeyword) -> Bool {
-            if case .word(let info) = self { return info.keyword == keyword }
-            return false
-        }
+        static let start = Prev(kind: .start), open = Prev(kind: .open), comma = Prev(kind: .comma)
+        static let dot = Prev(kind: .dot), typecast = Prev(kind: .typecast), literal = Prev(kind: .literal)
+        static let quoted = Prev(kind: .quoted), other = Prev(kind: .other)
+        /// A `)`; `exprFollows` if it closed DISTINCT ON (...) or OPERATOR(...), which an expression may follow.
+        static func close(exprFollows: Bool) -> Prev { Prev(kind: exprFollows ? .closeExpr : .close) }
+        static func word(_ info: SQLKeywordInfo) -> Prev { Prev(kind: .word, info: info) }
+
+        @inline(__always) func isWord(_ keyword: SQLKeyword) -> Bool { kind == .word && info.keyword == keyword }
     }
 
     /// SELECT, VALUES, TABLE or WITH, possibly parenthesized: replica-safe only if nothing in it, at any
     /// depth, writes (INSERT/UPDATE/DELETE/MERGE, also in CTEs), locks rows (FOR UPDATE/SHARE/...), is
     /// SELECT INTO, or calls a function the catalog doesn't vouch for. Returns at the first reason to say no.
-    mutating func queryIsReadOnly(startingAt first: SQLToken) -> Bool {
+    func queryIsReadOnly(startingAt first: SQLToken, _ cursor: inout StatementCursor) -> Bool {
         var token = first, previous = first, beforeDot = first
         var prev = Prev.start
         var chainPrev = Prev.start        // what came before the current (possibly qualified) name
@@ -273,14 +268,11 @@ struct ClassifierPass {
                 if prev == .dot { qualifier = beforeDot } else { chainPrev = prev; qualifier = nil }
                 prev = .quoted
             case .leftParen:
-                switch prev {
-                case .word(let info):
-                    guard isReadOnlyCall(previous, info, qualifier: qualifier, after: chainPrev, depth: depth - 1,
+                switch prev.kind {
+                case .word, .quoted:
+                    guard isReadOnlyCall(previous, prev.info, qualifier: qualifier, after: chainPrev, depth: depth - 1,
                                          withDepth: withDepth, groupByDepth: groupByDepth) else { return false }
-                case .quoted:
-                    guard isReadOnlyCall(previous, .notKeyword, qualifier: qualifier, after: chainPrev, depth: depth - 1,
-                                         withDepth: withDepth, groupByDepth: groupByDepth) else { return false }
-                case .close:
+                case .close, .closeExpr:
                     if depth - 1 == withDepth { withDepth = -1 }    // WITH ... AS (...) (SELECT ...)
                 default:
                     break
@@ -344,9 +336,9 @@ struct ClassifierPass {
     /// After an operand, a word followed by `(` is an infix keyword or an alias, never a call. Reserved
     /// keywords (SELECT, WHERE, AND, ...) are followed by expressions, so after them it would be a call.
     private func followsOperand(_ prev: Prev) -> Bool {
-        switch prev {
+        switch prev.kind {
         case .quoted, .literal: return true
-        case .word(let info): return !info.reserved
+        case .word: return !prev.info.reserved
         default: return false
         }
     }
@@ -368,7 +360,7 @@ struct ClassifierPass {
     }
 
     /// EXPLAIN without ANALYZE only plans, so it is as safe as the statement; with ANALYZE it runs it: primary.
-    mutating func explainIsReadOnly() -> Bool {
+    func explainIsReadOnly(_ cursor: inout StatementCursor) -> Bool {
         var token = cursor.next()
         if token.kind == .leftParen {   // EXPLAIN (option [value], ...): any mention of ANALYZE counts
             repeat {
@@ -384,13 +376,13 @@ struct ClassifierPass {
                 token = cursor.next()
             }
         }
-        return queryIsReadOnly(startingAt: token)
+        return queryIsReadOnly(startingAt: token, &cursor)
     }
 
     // MARK: Transaction control and SET/SHOW
 
     /// The rest of BEGIN / START TRANSACTION / SET TRANSACTION: READ ONLY and READ WRITE in the mode list.
-    mutating func accessModes() -> (readOnly: Bool, readWrite: Bool) {
+    func accessModes(_ cursor: inout StatementCursor) -> (readOnly: Bool, readWrite: Bool) {
         var readOnly = false, readWrite = false, afterRead = false
         while true {
             let token = cursor.next()
@@ -403,7 +395,7 @@ struct ClassifierPass {
 
     /// COMMIT/END/ROLLBACK/ABORT, or nil when the transaction stays open (ROLLBACK TO [SAVEPOINT], AND CHAIN)
     /// or it isn't this session's (COMMIT/ROLLBACK PREPARED).
-    mutating func transactionEnd(_ control: TransactionControl) -> TransactionControl? {
+    func transactionEnd(_ control: TransactionControl, _ cursor: inout StatementCursor) -> TransactionControl? {
         var previous = SQLToken(kind: .end, start: 0, end: 0)
         while true {
             let token = cursor.next()
@@ -416,13 +408,13 @@ struct ClassifierPass {
 
     /// SET: transaction access modes, default_transaction_read_only, and the proxy's own switchyard.route.
     /// SET LOCAL of a session setting isn't the session's, so it stays an ordinary statement.
-    mutating func setStatement() -> Verdict {
+    func setStatement(_ cursor: inout StatementCursor) -> Verdict {
         var token = cursor.next()
         var local = false
         if isWord(token, "session") {
             token = cursor.next()
             if isWord(token, "characteristics") {   // SET SESSION CHARACTERISTICS AS TRANSACTION ...
-                let modes = accessModes()
+                let modes = accessModes(&cursor)
                 let readOnly: Bool? = modes.readOnly ? true : modes.readWrite ? false : nil
                 return Verdict(transactionControl: readOnly.map { .setSessionReadOnly($0) })
             }
@@ -431,7 +423,7 @@ struct ClassifierPass {
             token = cursor.next()
         }
         if isWord(token, "transaction") {
-            return Verdict(transactionControl: .setTransaction(readOnly: accessModes().readOnly))
+            return Verdict(transactionControl: .setTransaction(readOnly: accessModes(&cursor).readOnly))
         }
         // SET name[.member] { TO | = } value
         guard token.kind == .word else { return Verdict() }
@@ -475,7 +467,7 @@ struct ClassifierPass {
 
     @inline(__always) func keywordInfo(_ token: SQLToken) -> SQLKeywordInfo {
         guard token.kind == .word, token.end - token.start <= longestSQLKeyword,
-              let payload = keywords.value(for: ASCIILowercasedBytes(base: text, startIndex: token.start, endIndex: token.end))
+              let payload = keywords.payload(text, token.start, token.end)
         else { return .notKeyword }
         return SQLKeywordInfo(payload: payload)
     }

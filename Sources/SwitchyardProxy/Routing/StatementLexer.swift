@@ -56,10 +56,17 @@ struct StatementLexer {
     /// The byte at `i`, or 0 past the end (0 is never meaningful to the lexer).
     @inline(__always) func byte(_ i: Int) -> UInt8 { i < text.count ? text[i] : 0 }
 
-    mutating func next() -> SQLToken {
-        guard skipTrivia() else { return SQLToken(kind: .invalid, start: position, end: position) }
-        let start = position
-        guard start < text.count else { return SQLToken(kind: .end, start: start, end: start) }
+    @inline(__always) mutating func next() -> SQLToken {
+        // Fast path: at most one plain space, then something that can't start a comment.
+        var start = position
+        if start < text.count && text[start] == 32 { start += 1 }
+        if start >= text.count || text[start] <= 32 || text[start] == UInt8(ascii: "-") || text[start] == UInt8(ascii: "/") {
+            position = start
+            guard skipTrivia() else { return SQLToken(kind: .invalid, start: position, end: position) }
+            start = position
+            guard start < text.count else { return SQLToken(kind: .end, start: start, end: start) }
+        }
+        position = start
         let c = text[start]
         switch c {
         case UInt8(ascii: "'"):
@@ -89,15 +96,18 @@ struct StatementLexer {
 
     /// Skips whitespace, `--` line comments and nested `/* */` comments; false on an unterminated comment.
     private mutating func skipTrivia() -> Bool {
-        while position < text.count {
-            let b = text[position]
+        let text = self.text
+        var i = position
+        defer { position = i }
+        while i < text.count {
+            let b = text[i]
             if isSQLSpace(b) {
-                position += 1
-            } else if b == UInt8(ascii: "-") && byte(position + 1) == UInt8(ascii: "-") {
-                position = Self.lineCommentEnd(text, from: position)
-            } else if b == UInt8(ascii: "/") && byte(position + 1) == UInt8(ascii: "*") {
-                guard let end = Self.blockCommentEnd(text, from: position) else { position = text.count; return false }
-                position = end
+                i &+= 1
+            } else if b == UInt8(ascii: "-") && byte(i + 1) == UInt8(ascii: "-") {
+                i = Self.lineCommentEnd(text, from: i)
+            } else if b == UInt8(ascii: "/") && byte(i + 1) == UInt8(ascii: "*") {
+                guard let end = Self.blockCommentEnd(text, from: i) else { i = text.count; return false }
+                i = end
             } else {
                 return true
             }
@@ -153,8 +163,9 @@ struct StatementLexer {
                 return token
             }
         }
+        let text = self.text
         var i = start + 1
-        while i < text.count && isIdentifierByte(text[i]) { i += 1 }
+        while i < text.count && isIdentifierByte(text[i]) { i &+= 1 }
         position = i
         return SQLToken(kind: .word, start: start, end: i)
     }
@@ -258,7 +269,7 @@ struct StatementCursor {
 
     mutating func beginStatement() { statementEnded = false }
 
-    mutating func next() -> SQLToken {
+    @inline(__always) mutating func next() -> SQLToken {
         let position = lexer.position
         if statementEnded { return SQLToken(kind: .end, start: position, end: position) }
         let token = lexer.next()

@@ -61,6 +61,13 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     private var synchronizationError: ErrorFields?
     /// Login waits for the synchronisation's answer: the client must see the parameters it asked for.
     private var loginAfterSynchronization: BackendConnection?
+    /// Transaction mode: the client's named statements, re-created on whichever server runs them.
+    private var preparedStatements: [String: PreparedStatement] = [:]
+    /// Transaction mode: matches answers to requests, to cut out injected ones and add absorbed ones.
+    private var sequencer = ResponseSequencer()
+    /// Server-side names recorded as prepared before the server confirmed them, by request tag.
+    private var unconfirmedPrepares: [Int: String] = [:]
+    private var nextTag = 1
     private var readHeld = false
     private var idleTransactionTimer: Scheduled<Void>?
     private var loginTimer: Scheduled<Void>?
@@ -289,14 +296,6 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             }
             return
         }
-        if runtime.configuration.poolMode == .transaction, message.id == FrontendMessageID.parse,
-           message.bytes.getInteger(at: message.bytes.readerIndex + 5, as: UInt8.self) != 0 {
-            // The next transaction may run on another server, where the statement would not exist.
-            return fail(ErrorFields(
-                severity: .fatal, code: SQLState.featureNotSupported,
-                message: "named prepared statements are not supported with pool_mode = transaction",
-                hint: "Use unnamed statements (psycopg: prepare_threshold=None; pgbench: -M extended) or pool_mode = session."))
-        }
         let idleBetweenUnits = pending.isEmpty && waitID == nil && (backend == nil || tracker.isIdle)
         if idleBetweenUnits, message.id == FrontendMessageID.query, answerLocally(message) { return }
         if backend == nil, pending.isEmpty, waitID == nil {
@@ -411,7 +410,91 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             }
         }
         if unit.retainForRetry { unit.sent.append(message) }
+        guard runtime.configuration.poolMode == .transaction else { return backend.write(message.bytes) }
+        if forwardRewritingStatementNames(message, to: backend) { return }
+        if let request = ResponseSequencer.Request(frontendID: message.id) { sendSynthesized(sequencer.sent(request)) }
         backend.write(message.bytes)
+    }
+
+    /// Transaction mode: maps the client's statement names to server-side ones, preparing
+    /// statements on servers that lack them. Returns false for messages it leaves alone.
+    private func forwardRewritingStatementNames(_ message: WireMessage, to backend: BackendConnection) -> Bool {
+        let allocator = context.channel.allocator
+        switch message.id {
+        case FrontendMessageID.parse:
+            guard let (name, definition) = StatementNames.parse(message), !name.isEmpty else { return false }
+            let statement = PreparedStatement(definition: definition)
+            preparedStatements[name] = statement
+            if backend.preparedStatements.contains(statement.serverName) {
+                sendSynthesized(sequencer.sent(.parse, disposition: .synthesize(BackendMessageID.parseComplete)))
+            } else {
+                prepare(statement, on: backend, disposition: .forward)
+            }
+        case FrontendMessageID.bind:
+            guard let bind = StatementNames.bind(message), !bind.statement.isEmpty,
+                  let statement = preparedStatements[bind.statement] else { return false }
+            if !backend.preparedStatements.contains(statement.serverName) { prepare(statement, on: backend, disposition: .swallow) }
+            sendSynthesized(sequencer.sent(.bind))
+            backend.write(StatementNames.rewriteBind(bind, to: statement.serverName, allocator: allocator))
+        case FrontendMessageID.describe, FrontendMessageID.close:
+            guard let target = StatementNames.target(message), target.kind == UInt8(ascii: "S"), !target.name.isEmpty,
+                  let statement = preparedStatements[target.name] else { return false }
+            if message.id == FrontendMessageID.close {
+                // Other clients may share the server-side statement: only the client's name goes.
+                preparedStatements[target.name] = nil
+                sendSynthesized(sequencer.sent(.close, disposition: .synthesize(BackendMessageID.closeComplete)))
+            } else {
+                if !backend.preparedStatements.contains(statement.serverName) { prepare(statement, on: backend, disposition: .swallow) }
+                sendSynthesized(sequencer.sent(.describe))
+                backend.write(StatementNames.rewriteTarget(id: message.id, kind: target.kind, to: statement.serverName, allocator: allocator))
+            }
+        default:
+            return false
+        }
+        return true
+    }
+
+    /// Sends a Parse for `statement`, keeping the server's statement cache bounded.
+    private func prepare(_ statement: PreparedStatement, on backend: BackendConnection, disposition: ResponseSequencer.Disposition) {
+        let allocator = context.channel.allocator
+        if backend.preparedStatements.count >= BackendConnection.preparedStatementLimit, !backend.preparedOrder.isEmpty {
+            let oldest = backend.preparedOrder.removeFirst()
+            backend.preparedStatements.remove(oldest)
+            _ = sequencer.sent(.close, disposition: .swallow)
+            backend.write(StatementNames.rewriteTarget(id: FrontendMessageID.close, kind: UInt8(ascii: "S"), to: oldest, allocator: allocator))
+        }
+        let tag = nextTag
+        nextTag += 1
+        if !sequencer.isSkippingToSync {
+            backend.preparedStatements.insert(statement.serverName)
+            backend.preparedOrder.append(statement.serverName)
+            unconfirmedPrepares[tag] = statement.serverName
+        }
+        sendSynthesized(sequencer.sent(.parse, disposition: disposition, tag: tag))
+        backend.write(statement.parseMessage(allocator: allocator))
+    }
+
+    /// Writes made-up answers (ParseComplete, CloseComplete) to the client.
+    private func sendSynthesized(_ ids: [UInt8]) {
+        guard !ids.isEmpty else { return }
+        var buffer = context.channel.allocator.buffer(capacity: ids.count * 5)
+        for id in ids { buffer.writeMessage(id: id) { _ in } }
+        if unit.holdingResponse {
+            unit.heldOutput.writeImmutableBuffer(buffer)
+        } else {
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
+    }
+
+    /// Applies the sequencer's verdict on one server message; false means cut it out.
+    private func sequence(_ id: UInt8) -> (forward: Bool, synthesized: [UInt8]) {
+        guard !sequencer.isEmpty else { return (true, []) }
+        let verdict = sequencer.received(id)
+        for tag in verdict.failedTags {
+            if let name = unconfirmedPrepares.removeValue(forKey: tag) { backend?.preparedStatements.remove(name) }
+        }
+        if sequencer.isEmpty { unconfirmedPrepares.removeAll(keepingCapacity: true) }
+        return (verdict.forward, verdict.synthesizedAfter)
     }
 
     /// Sends pending messages to the attached server, up to one that must wait for another server.
@@ -551,6 +634,8 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             buffer = rest
         }
         if unit.holdingResponse { return holdResponse(buffer) }
+        var forwardedUpTo = 0
+        var splitAnswer = false
         do {
             try backendScanner.scan(buffer) { message in
                 if message.id == BackendMessageID.readyForQuery {
@@ -558,11 +643,36 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
                 } else if let body = message.body {
                     noteParameterStatus(body, clientSeesIt: true)
                 }
+                let (forward, synthesized) = sequence(message.id)
+                if !forward {
+                    // Only ParseComplete/CloseComplete (5 bytes) are cut out.
+                    guard message.startedInThisBuffer else { splitAnswer = true; return }
+                    writeToClient(buffer, from: forwardedUpTo, to: message.endOffset - 5)
+                    forwardedUpTo = message.endOffset
+                }
+                if !synthesized.isEmpty {
+                    writeToClient(buffer, from: forwardedUpTo, to: message.endOffset)
+                    forwardedUpTo = message.endOffset
+                    sendSynthesized(synthesized)
+                }
             }
         } catch {
             return backendProtocolViolation(error)
         }
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        if splitAnswer {
+            return backendProtocolViolation(ResponseSplitError())
+        }
+        writeToClient(buffer, from: forwardedUpTo, to: buffer.readableBytes)
+    }
+
+    /// Writes bytes `from..<to` (offsets from the reader index) of a server buffer, zero-copy.
+    private func writeToClient(_ buffer: ByteBuffer, from start: Int, to end: Int) {
+        guard end > start else { return }
+        if start == 0, end == buffer.readableBytes {
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(buffer.getSlice(at: buffer.readerIndex + start, length: end - start)!), promise: nil)
+        }
     }
 
     /// A replica's first answer in an autocommit unit is held back until it shows rows or success:
@@ -580,12 +690,17 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             guard view.readableBytes >= Int(length) + 1 else { return }
             let message = view.readSlice(length: Int(length) + 1)!
             unit.heldScanned += Int(length) + 1
+            let (forward, synthesized) = sequence(id)
+            if forward { unit.heldOutput.writeImmutableBuffer(message) }
+            sendSynthesized(synthesized)
             switch id {
             case BackendMessageID.errorResponse:
                 if let error = ErrorFields(decoding: message.getSlice(at: message.readerIndex + 5, length: Int(length) - 4)!),
                    error.code == SQLState.readOnlySQLTransaction {
                     unit.readOnlyViolation = true
                 }
+            case BackendMessageID.parameterStatus:
+                noteParameterStatus(message.getSlice(at: message.readerIndex + 5, length: Int(length) - 4)!, clientSeesIt: true)
             case BackendMessageID.readyForQuery:
                 tracker.backendSentReadyForQuery(message.getInteger(at: message.readerIndex + 5, as: UInt8.self))
                 return unit.readOnlyViolation ? retryOnPrimary() : releaseHeldResponse()
@@ -595,11 +710,11 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         }
     }
 
-    /// Stops holding: the whole messages held so far go to the client, the rest streams through.
+    /// Stops holding: what was held goes to the client, the rest streams through.
     private func releaseHeldResponse() {
-        let held = unit.held, scanned = unit.heldScanned
+        let held = unit.held, scanned = unit.heldScanned, output = unit.heldOutput
         unit.stopRetaining()
-        context.write(wrapOutboundOut(held.getSlice(at: held.readerIndex, length: scanned)!), promise: nil)
+        if output.readableBytes > 0 { context.write(wrapOutboundOut(output), promise: nil) }
         let rest = held.getSlice(at: held.readerIndex + scanned, length: held.readableBytes - scanned)!
         if rest.readableBytes > 0 { backendReceived(rest) }
     }
@@ -615,6 +730,8 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         let resend = unit.sent
         unit = UnitOfWork()
         tracker = TransactionTracker()
+        sequencer = ResponseSequencer()
+        unconfirmedPrepares.removeAll()
         backendScanner = MessageBoundaryScanner(maximumLength: Int(Int32.max))
         if let backend {
             self.backend = nil
@@ -744,6 +861,11 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     }
 }
 
+/// A server answer arrived split across reads exactly where Switchyard had to cut it.
+struct ResponseSplitError: Error, CustomStringConvertible {
+    var description: String { "an injected request's answer arrived split across reads" }
+}
+
 /// What the session knows about the unit of work in flight: which kind of server runs it,
 /// and, for replica reads, what it needs to re-run them elsewhere.
 struct UnitOfWork {
@@ -757,6 +879,8 @@ struct UnitOfWork {
     var retainForRetry: Bool { holdingResponse }
     var held = ByteBuffer()
     var heldScanned = 0
+    /// What the client will get of the held answer (injected requests' answers cut out).
+    var heldOutput = ByteBuffer()
     var readOnlyViolation = false
     var retries = 0
 
@@ -770,5 +894,6 @@ struct UnitOfWork {
         sent.removeAll()
         held = ByteBuffer()
         heldScanned = 0
+        heldOutput = ByteBuffer()
     }
 }

@@ -51,9 +51,9 @@ public struct ResponseSequencer: Sendable {
     public struct Verdict: Sendable, Equatable {
         public var forward: Bool
         /// Made-up answers to send to the client right after this message (or instead of it).
-        public var synthesizedAfter: [UInt8]
-        /// Set when this message completed a swallowed request successfully (its tag).
-        public var completedSwallowed: Int?
+        public var synthesizedAfter: [UInt8] = []
+        /// Tags of requests this message showed the server did not carry out (an error, and what it skipped).
+        public var failedTags: [Int] = []
     }
 
     struct Entry: Sendable {
@@ -70,6 +70,9 @@ public struct ResponseSequencer: Sendable {
 
     public var isEmpty: Bool { entries.isEmpty }
 
+    /// True after an extended-protocol error until the next Sync: the server is ignoring requests.
+    public var isSkippingToSync: Bool { skippingToSync }
+
     /// Records a request sent (or absorbed). Returns messages to synthesize at once: those whose
     /// turn has come because nothing before them is still unanswered.
     public mutating func sent(_ request: Request, disposition: Disposition = .forward, tag: Int = 0) -> [UInt8] {
@@ -84,21 +87,25 @@ public struct ResponseSequencer: Sendable {
 
     /// Consumes one message from the server.
     public mutating func received(_ id: UInt8) -> Verdict {
-        guard let head = entries.first else { return Verdict(forward: true, synthesizedAfter: [], completedSwallowed: nil) }
+        guard let head = entries.first else { return Verdict(forward: true) }
         if id == BackendMessageID.errorResponse, head.request != .query, head.request != .functionCall, head.request != .sync {
             entries.removeFirst()
+            var failed = head.tag == 0 ? [] : [head.tag]
             // The server skips every request up to the next Sync, absorbed ones included.
-            while let next = entries.first, next.request != .sync { entries.removeFirst() }
+            while let next = entries.first, next.request != .sync {
+                entries.removeFirst()
+                if next.tag != 0 { failed.append(next.tag) }
+            }
             skippingToSync = entries.isEmpty
-            return Verdict(forward: true, synthesizedAfter: [], completedSwallowed: nil)
+            return Verdict(forward: true, failedTags: failed)
         }
-        guard head.request.isAnsweredBy(id) else {
-            return Verdict(forward: true, synthesizedAfter: [], completedSwallowed: nil)
-        }
+        guard head.request.isAnsweredBy(id) else { return Verdict(forward: true) }
         entries.removeFirst()
-        let swallowed = head.disposition == .swallow
-        return Verdict(forward: !swallowed, synthesizedAfter: popSynthesized(), completedSwallowed: swallowed ? head.tag : nil)
+        return Verdict(forward: head.disposition != .swallow, synthesizedAfter: popSynthesized())
     }
+
+    /// Whether an injected request's answer is still to come (it will have to be cut out).
+    public var hasSwallowPending: Bool { entries.contains { $0.disposition == .swallow } }
 
     private mutating func popSynthesized() -> [UInt8] {
         var made: [UInt8] = []

@@ -22,7 +22,7 @@ import Testing
         _ = sequencer.sent(.bind)
         let injected = sequencer.received(parseComplete)
         #expect(!injected.forward)
-        #expect(injected.completedSwallowed == 7)
+        #expect(injected.failedTags == [])
         #expect(sequencer.received(bindComplete).forward)
     }
 
@@ -40,6 +40,16 @@ import Testing
         var sequencer = ResponseSequencer()
         #expect(sequencer.sent(.parse, disposition: .synthesize(parseComplete)) == [parseComplete])
         #expect(sequencer.isEmpty)
+    }
+
+    @Test func anErrorReportsTheTaggedRequestsTheServerDidNotRun() {
+        var sequencer = ResponseSequencer()
+        _ = sequencer.sent(.parse, tag: 1)
+        _ = sequencer.sent(.parse, disposition: .swallow, tag: 2)
+        _ = sequencer.sent(.bind)
+        _ = sequencer.sent(.sync)
+        #expect(sequencer.received(BackendMessageID.errorResponse).failedTags == [1, 2])
+        #expect(!sequencer.hasSwallowPending)
     }
 
     @Test func anErrorSkipsEverythingUpToSyncIncludingAbsorbedRequests() {
