@@ -109,7 +109,7 @@ public struct StatementClassifier: Sendable {
         func skipSpace() { while i < end && isSQLSpace(text[i]) { i += 1 } }
         func take(_ word: StaticString) -> Bool {
             let n = word.utf8CodeUnitCount
-            guard i + n <= end, bytesEqual(text, i, i + n, word, ignoringCase: true) else { return false }
+            guard i + n <= end, sqlBytesEqual(text, i, i + n, word, ignoringCase: true) else { return false }
             i += n
             return true
         }
@@ -126,12 +126,12 @@ public struct StatementClassifier: Sendable {
 }
 
 /// `text[start..<end]` equals `word` (given in lowercase when `ignoringCase`).
-func bytesEqual(_ text: UnsafeRawBufferPointer, _ start: Int, _ end: Int, _ word: StaticString, ignoringCase: Bool) -> Bool {
+func sqlBytesEqual(_ text: UnsafeRawBufferPointer, _ start: Int, _ end: Int, _ word: StaticString, ignoringCase: Bool) -> Bool {
     guard end - start == word.utf8CodeUnitCount else { return false }
     let w = word.utf8Start
     for k in 0..<(end - start) {
         let b = text[start + k]
-        if (ignoringCase ? asciiLowercased(b) : b) != w[k] { return false }
+        if (ignoringCase ? sqlLowercased(b) : b) != w[k] { return false }
     }
     return true
 }
@@ -353,8 +353,8 @@ struct ClassifierPass {
 
     private func isPgCatalog(_ token: SQLToken) -> Bool {
         switch token.kind {
-        case .word: return bytesEqual(text, token.start, token.end, "pg_catalog", ignoringCase: true)
-        case .quotedIdentifier: return !token.escaped && bytesEqual(text, token.start + 1, token.end - 1, "pg_catalog", ignoringCase: false)
+        case .word: return sqlBytesEqual(text, token.start, token.end, "pg_catalog", ignoringCase: true)
+        case .quotedIdentifier: return !token.escaped && sqlBytesEqual(text, token.start + 1, token.end - 1, "pg_catalog", ignoringCase: false)
         default: return false
         }
     }
@@ -455,9 +455,9 @@ struct ClassifierPass {
     private func valueIs(_ token: SQLToken, _ word: StaticString) -> Bool {
         switch token.kind {
         case .word, .number:
-            return bytesEqual(text, token.start, token.end, word, ignoringCase: true)
+            return sqlBytesEqual(text, token.start, token.end, word, ignoringCase: true)
         case .string where text[token.start] == UInt8(ascii: "'") && !token.escaped:
-            return bytesEqual(text, token.start + 1, token.end - 1, word, ignoringCase: true)
+            return sqlBytesEqual(text, token.start + 1, token.end - 1, word, ignoringCase: true)
         default:
             return false
         }
@@ -474,6 +474,6 @@ struct ClassifierPass {
 
     /// An unquoted word equal to `word` (lowercase) ignoring case. Cold paths only.
     func isWord(_ token: SQLToken, _ word: StaticString) -> Bool {
-        token.kind == .word && bytesEqual(text, token.start, token.end, word, ignoringCase: true)
+        token.kind == .word && sqlBytesEqual(text, token.start, token.end, word, ignoringCase: true)
     }
 }

@@ -24,20 +24,20 @@ struct SQLToken: Equatable {
     var escaped = false
 }
 
-@inline(__always) func asciiLowercased(_ b: UInt8) -> UInt8 { b &- 65 < 26 ? b | 0x20 : b }
+@inline(__always) func sqlLowercased(_ b: UInt8) -> UInt8 { b &- 65 < 26 ? b | 0x20 : b }
 @inline(__always) func isSQLSpace(_ b: UInt8) -> Bool { b == 32 || (b >= 9 && b <= 13) }
-@inline(__always) func isDigit(_ b: UInt8) -> Bool { b &- 48 < 10 }
+@inline(__always) func isSQLDigit(_ b: UInt8) -> Bool { b &- 48 < 10 }
 /// PostgreSQL's ident_start: ASCII letters, '_' and every non-ASCII byte.
-@inline(__always) func isIdentifierStart(_ b: UInt8) -> Bool { (b | 0x20) &- 97 < 26 || b == 95 || b >= 0x80 }
+@inline(__always) func isSQLIdentifierStart(_ b: UInt8) -> Bool { (b | 0x20) &- 97 < 26 || b == 95 || b >= 0x80 }
 /// ident_cont also allows digits and '$' (so `a$$b$$` is one identifier, not a dollar quote).
-@inline(__always) func isIdentifierByte(_ b: UInt8) -> Bool { isIdentifierStart(b) || isDigit(b) || b == 36 }
+@inline(__always) func isSQLIdentifierByte(_ b: UInt8) -> Bool { isSQLIdentifierStart(b) || isSQLDigit(b) || b == 36 }
 
 /// The ASCII-lowercased view of `base[startIndex..<endIndex]`: keyword and function lookups without a copy.
 struct ASCIILowercasedBytes: RandomAccessCollection {
     let base: UnsafeRawBufferPointer
     let startIndex: Int
     let endIndex: Int
-    @inline(__always) subscript(i: Int) -> UInt8 { asciiLowercased(base[i]) }
+    @inline(__always) subscript(i: Int) -> UInt8 { sqlLowercased(base[i]) }
 }
 
 struct StatementLexer {
@@ -81,10 +81,10 @@ struct StatementLexer {
             if byte(start + 1) == UInt8(ascii: ":") { position += 2; return SQLToken(kind: .typecast, start: start, end: start + 2) }
             return single(.op)
         case UInt8(ascii: "$"): return dollar(start)
-        case UInt8(ascii: "."): return isDigit(byte(start + 1)) ? number(start) : single(.dot)
+        case UInt8(ascii: "."): return isSQLDigit(byte(start + 1)) ? number(start) : single(.dot)
         default:
-            if isDigit(c) { return number(start) }
-            if isIdentifierStart(c) { return wordOrPrefixedLiteral(start) }
+            if isSQLDigit(c) { return number(start) }
+            if isSQLIdentifierStart(c) { return wordOrPrefixedLiteral(start) }
             return single(.op)
         }
     }
@@ -165,7 +165,7 @@ struct StatementLexer {
         }
         let text = self.text
         var i = start + 1
-        while i < text.count && isIdentifierByte(text[i]) { i &+= 1 }
+        while i < text.count && isSQLIdentifierByte(text[i]) { i &+= 1 }
         position = i
         return SQLToken(kind: .word, start: start, end: i)
     }
@@ -196,14 +196,14 @@ struct StatementLexer {
     /// digit; may be empty), or a lone '$'.
     private mutating func dollar(_ start: Int) -> SQLToken {
         var i = start + 1
-        if isDigit(byte(i)) {
-            while isDigit(byte(i)) { i += 1 }
+        if isSQLDigit(byte(i)) {
+            while isSQLDigit(byte(i)) { i += 1 }
             position = i
             return SQLToken(kind: .parameter, start: start, end: i)
         }
-        if isIdentifierStart(byte(i)) {
+        if isSQLIdentifierStart(byte(i)) {
             i += 1
-            while isIdentifierStart(byte(i)) || isDigit(byte(i)) { i += 1 }
+            while isSQLIdentifierStart(byte(i)) || isSQLDigit(byte(i)) { i += 1 }
         }
         guard byte(i) == UInt8(ascii: "$") else { return single(.op) }
         let delimiterLength = i + 1 - start
@@ -224,29 +224,13 @@ struct StatementLexer {
         return true
     }
 
-    /// Digits with '_' separators, a fraction, an exponent, or 0x/0o/0b. Trailing letters start a new token:
-    /// PostgreSQL 15+ rejects `1into`, older versions read it as `1 into`, and the classifier must see the INTO.
+    /// Digits, '_' separators and a fraction. Letters start a new token, so `0x1F` and `1e5` lex as a number
+    /// and a harmless word, and `1into` as `1 into`, which is how PostgreSQL before 15 reads it (15+ rejects
+    /// it): the classifier must see that INTO.
     private mutating func number(_ start: Int) -> SQLToken {
         var i = start
-        let radix = byte(start + 1) | 0x20
-        if text[start] == UInt8(ascii: "0") && (radix == UInt8(ascii: "x") || radix == UInt8(ascii: "o") || radix == UInt8(ascii: "b"))
-            && isIdentifierByte(byte(start + 2)) {
-            i = start + 2
-            while isDigit(byte(i)) || (byte(i) | 0x20) &- 97 < 6 || byte(i) == UInt8(ascii: "_") { i += 1 }
-        } else {
-            while isDigit(byte(i)) || byte(i) == UInt8(ascii: "_") { i += 1 }
-            if byte(i) == UInt8(ascii: ".") && byte(i + 1) != UInt8(ascii: ".") {
-                i += 1
-                while isDigit(byte(i)) || byte(i) == UInt8(ascii: "_") { i += 1 }
-            }
-            if byte(i) | 0x20 == UInt8(ascii: "e") {
-                var j = i + 1
-                if byte(j) == UInt8(ascii: "+") || byte(j) == UInt8(ascii: "-") { j += 1 }
-                if isDigit(byte(j)) {
-                    i = j
-                    while isDigit(byte(i)) { i += 1 }
-                }
-            }
+        while isSQLDigit(byte(i)) || byte(i) == UInt8(ascii: "_") || (byte(i) == UInt8(ascii: ".") && byte(i + 1) != UInt8(ascii: ".")) {
+            i += 1
         }
         position = i
         return SQLToken(kind: .number, start: start, end: i)

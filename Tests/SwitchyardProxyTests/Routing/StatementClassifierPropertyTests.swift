@@ -85,7 +85,7 @@ import Testing
     @Test func literalsAndIdentifiers() {
         #expect(kinds(#"'a''b' E'\'' B'1' X'f' N'n' U&'u' U&"i" "q""q""#) == [.string, .string, .string, .string, .string, .string, .quotedIdentifier, .quotedIdentifier, .end])
         #expect(kinds("e 'x'") == [.word, .string, .end])
-        #expect(kinds("1into 1.5e-3 .5 0x1F") == [.number, .word, .number, .number, .number, .end])
+        #expect(kinds("1into 1.5 .5 1_000 0x1F") == [.number, .word, .number, .number, .number, .number, .word, .end])
         #expect(kinds("x::int a.b") == [.word, .typecast, .word, .word, .dot, .word, .end])
         #expect(kinds("/* a /* b */ c */ -- d\n x") == [.word, .end])
         #expect(kinds("'open") == [.invalid])
