@@ -350,6 +350,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
                     hint: "All replicas are down or lagging; set replica_fallback = primary to read from the primary instead."))
             }
             target = .primary
+            runtime.counters.replicaFallbacks.add(1, ordering: .relaxed)
             chosen = shard.pool(for: identity, target: .primary)
         }
         let pool = chosen!
@@ -728,14 +729,18 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     /// Sends the unit's messages again, elsewhere; the client has seen none of the first answer.
     private func restartUnit(target: RoutePlanner.Target, excluding excluded: String?) {
         let resend = unit.sent
+        // The server may still owe answers to pipelined requests, which are re-sent too: reuse it only if not.
+        let serverIsClean = tracker.awaitedReadyForQuery == 0 && !tracker.extendedBatchOpen
+            && unit.held.readableBytes == unit.heldScanned
         unit = UnitOfWork()
         tracker = TransactionTracker()
         sequencer = ResponseSequencer()
         unconfirmedPrepares.removeAll()
         backendScanner = MessageBoundaryScanner(maximumLength: Int(Int32.max))
+        backendScanner.capturedIDs = [BackendMessageID.parameterStatus]
         if let backend {
             self.backend = nil
-            pool?.release(backend, resetQuery: nil)
+            if serverIsClean { pool?.release(backend, resetQuery: nil) } else { pool?.discard(backend) }
         }
         for message in resend.reversed() { pending.prepend(message) }
         startUnit(target: target, excluding: excluded)
@@ -776,6 +781,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             // Nothing of the answer reached the client yet: run it on another replica or the primary.
             logger.warning("server \"\(connection.server.name)\" failed before answering; retrying the read elsewhere")
             unit.retries += 1
+            runtime.counters.replicaFailureRetries.add(1, ordering: .relaxed)
             let retries = unit.retries
             restartUnit(target: unit.role == .replica ? .replica : .primary, excluding: connection.server.name)
             unit.retries = retries
