@@ -38,11 +38,18 @@ func withNIOConnection<T>(
 }
 
 extension PostgresConnection {
+    /// postgres-nio 1.33 never completes a query written to an already closed connection (the
+    /// write fails with no one listening), so check first and fail like a lost connection would.
+    func requireOpen() throws {
+        if isClosed { throw ConnectionClosedError() }
+    }
+
     /// Runs `query` (bounded by `timeout`) and decodes every row's single column.
     func values<T: PostgresDecodable & Sendable>(
         _ query: PostgresQuery, as type: T.Type = T.self, timeout: Duration = .seconds(30)
     ) async throws -> [T] {
-        try await withTimeout(timeout, "query \(query.sql)") {
+        try requireOpen()
+        return try await withTimeout(timeout, "query \(query.sql)") {
             var values: [T] = []
             for try await value in try await self.query(query, logger: quietLogger).decode(T.self) { values.append(value) }
             return values
@@ -51,17 +58,24 @@ extension PostgresConnection {
 
     /// Runs `query` (bounded by `timeout`) and returns all its rows.
     func rows(_ query: PostgresQuery, timeout: Duration = .seconds(30)) async throws -> [PostgresRow] {
-        try await withTimeout(timeout, "query \(query.sql)") {
+        try requireOpen()
+        return try await withTimeout(timeout, "query \(query.sql)") {
             try await self.query(query, logger: quietLogger).collect()
         }
     }
 
     /// Runs `query` for its effect (bounded by `timeout`), draining any rows.
     func run(_ query: PostgresQuery, timeout: Duration = .seconds(30)) async throws {
+        try requireOpen()
         try await withTimeout(timeout, "query \(query.sql)") {
             _ = try await self.query(query, logger: quietLogger).collect()
         }
     }
+}
+
+/// The connection was already closed (by the server or the proxy) when a query was attempted.
+struct ConnectionClosedError: Error, CustomStringConvertible {
+    var description: String { "connection already closed" }
 }
 
 extension Error {
