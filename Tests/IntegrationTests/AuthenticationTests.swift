@@ -65,5 +65,15 @@ extension IntegrationTests {
                 #expect(error?.sqlState == "3D000", "\(String(reflecting: error))")
             }
         }
+
+        /// auth_type = md5: clients authenticate with md5 (salted per connection) instead of SCRAM.
+        @Test func md5ClientAuthentication() async throws {
+            try await withProxy(["auth_type": "md5"]) { proxy in
+                let good = try await psql(port: proxy.port, ["select current_user"])
+                #expect(good.output == "app", "\(good)")
+                let bad = try await psql(port: proxy.port, user: "app", password: "wrong", ["select 1"])
+                #expect(bad.stderr.contains("FATAL:  password authentication failed for user \"app\""), "\(bad)")
+            }
+        }
     }
 }

@@ -66,5 +66,25 @@ extension IntegrationTests {
             #expect(try await superuserQuery("select count(*) from \(table)", database: "app") == "0")
             _ = try await superuserQuery("drop table \(table)", database: "app")
         }
+
+        /// With no transaction open, drain finishes at once, even if some connections have not
+        /// logged in (a silent TCP connection, as health checks open; a client stuck mid-SCRAM):
+        /// they are closed rather than waited for until the timeout.
+        @Test(arguments: ["silent", "mid-authentication"])
+        func drainDoesNotWaitForClientsThatNeverLoggedIn(kind: String) async throws {
+            try await withProxy { proxy in
+                let idle = try await RawClient.login(port: proxy.port, user: "app")
+                defer { idle.close() }
+                let stuck = try await RawClient.connect(port: proxy.port)
+                defer { stuck.close() }
+                if kind == "mid-authentication" {
+                    try await stuck.send(Wire.startup(user: "app", database: "app"))
+                    #expect(try await stuck.readMessage()?.id == "R", "SASL request")
+                }
+                let (_, elapsed) = await timed { await proxy.server.drain(timeout: .seconds(5)) }
+                #expect(elapsed < .seconds(2), "drain with no open transaction took \(elapsed)")
+                _ = try await stuck.readUntilClosed(timeout: .seconds(2))
+            }
+        }
     }
 }

@@ -43,9 +43,11 @@ extension IntegrationTests {
         /// pool_size=1: a client BEGINs and then its socket dies (RST). The backend is discarded or
         /// rolled back, not leaked: a new client gets served at once, and no session of the user
         /// stays idle in transaction.
-        @Test(arguments: [false, true])
-        func clientVanishesInsideTransaction(abortive: Bool) async throws {
-            try await withProxy(["auth_type": "trust", "pool_size": "1", "worker_threads": "1", "query_wait_timeout": "3"]) { proxy in
+        @Test(arguments: ["transaction", "session"], [false, true])
+        func clientVanishesInsideTransaction(mode: String, abortive: Bool) async throws {
+            try await withProxy([
+                "pool_mode": mode, "auth_type": "trust", "pool_size": "1", "worker_threads": "1", "query_wait_timeout": "3",
+            ]) { proxy in
                 let raw = try await RawClient.login(port: proxy.port)
                 let begin = try await raw.query("begin; select 1")
                 #expect(begin.last?.description == "Z(T)", "\(begin)")

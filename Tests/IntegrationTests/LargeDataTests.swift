@@ -58,5 +58,50 @@ extension IntegrationTests {
                 #expect(elapsed < .seconds(60))
             }
         }
+
+        /// Upload backpressure: while the server is busy (pg_sleep), the client pushes a 100 MB
+        /// Query behind it. The proxy stops reading the client when the server stops reading, so
+        /// this process grows far less than 100 MB; then both queries complete correctly.
+        @Test func largeUploadIsNotBuffered() async throws {
+            try await withProxy(["auth_type": "trust"]) { proxy in
+                let client = try await RawClient.login(port: proxy.port)
+                defer { client.close() }
+                let size = 100 * 1024 * 1024
+                let (_, growth) = try await ProcessMemory.measurePeakGrowth {
+                    try await client.send(Wire.query("select pg_sleep(2)"))
+                    try await client.sendLargeQuery(prefix: "select length('", filler: UInt8(ascii: "y"), count: size, suffix: "')")
+                }
+                #expect(growth < .megabytes(64), "proxy process grew by \(growth.inMegabytes) relaying a 100 MB query")
+                let sleep = try await client.readUntilReady(timeout: .seconds(30))
+                #expect(sleep.errors.isEmpty, "\(sleep)")
+                let length = try await client.readUntilReady(timeout: .seconds(60))
+                #expect(length.firstColumn == ["\(size)"], "\(length)")
+            }
+        }
+
+        /// A client that floods the proxy before its login finished (while it waits for a backend)
+        /// is not buffered without bound: the proxy stops reading it.
+        @Test func floodBeforeReadyForQueryIsNotBuffered() async throws {
+            try await withProxy(["auth_type": "trust", "pool_size": "1", "worker_threads": "1", "query_wait_timeout": "10"]) { proxy in
+                let holder = try await RawClient.login(port: proxy.port)
+                defer { holder.close() }
+                #expect(try await holder.query("begin").last?.description == "Z(T)")
+
+                let flooder = try await RawClient.connect(port: proxy.port)
+                defer { flooder.close() }
+                try await flooder.send(Wire.startup(user: "app_trust", database: "app"))
+                let authOK = try await flooder.readMessage()
+                #expect(authOK?.id == "R", "trust: AuthenticationOk, then the proxy waits for a backend")
+                let (_, growth) = try await ProcessMemory.measurePeakGrowth {
+                    let upload = Task {
+                        try await flooder.sendLargeQuery(prefix: "select length('", filler: UInt8(ascii: "z"), count: 200 * 1024 * 1024, suffix: "')")
+                    }
+                    try await Task.sleep(for: .seconds(3))
+                    flooder.socket.shutdownBoth()
+                    _ = await upload.result
+                }
+                #expect(growth < .megabytes(64), "proxy process grew by \(growth.inMegabytes) buffering a client that was still logging in")
+            }
+        }
     }
 }

@@ -95,5 +95,61 @@ extension IntegrationTests {
                 #expect(pids.count <= 1, "pool_size=1, yet two clients were served at once by backends \(pids.sorted())")
             }
         }
+
+        /// Session pooling: server_reset_query (DISCARD ALL) runs before a backend serves the next
+        /// client, so nothing of one client's session (settings, temp tables, prepared statements)
+        /// leaks into the next one on the same backend.
+        @Test func sessionStateIsResetBetweenClients() async throws {
+            try await withProxy(["pool_mode": "session", "pool_size": "1", "worker_threads": "1"]) { proxy in
+                let first = try await psql(port: proxy.port, [
+                    "set application_name = 'leaky'", "create temp table it_leak (i int)", "prepare it_leak_stmt as select 1",
+                    "select pg_backend_pid()",
+                ])
+                #expect(first.succeeded, "\(first)")
+                let second = try await psql(port: proxy.port, [
+                    "select pg_backend_pid(), current_setting('application_name'), to_regclass('pg_temp.it_leak') is null, "
+                        + "(select count(*) from pg_prepared_statements)",
+                ])
+                #expect(second.succeeded, "\(second)")
+                let fields = second.output.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+                #expect(fields.first == first.lines.last, "pool_size=1: the second client should reuse the first one's backend")
+                #expect(Array(fields.dropFirst()) == ["", "t", "0"], "session state leaked: \(second.output)")
+            }
+        }
+
+        /// server_idle_timeout closes backends that sat idle in the pool; the next query simply
+        /// gets a fresh one.
+        @Test func idleServerConnectionsAreClosed() async throws {
+            try await withProxy(["server_idle_timeout": "1", "pool_size": "1", "worker_threads": "1"]) { proxy in
+                try await withNIOConnection(port: proxy.port) { client in
+                    let first = try #require(try await client.values("select pg_backend_pid()", as: Int.self).first)
+                    let closed = try await eventually(within: .seconds(5)) {
+                        try await superuserQuery("select count(*) from pg_stat_activity where pid = \(first)") == "0"
+                    }
+                    #expect(closed, "idle backend \(first) was not closed after server_idle_timeout")
+                    let second = try await client.values("select pg_backend_pid()", as: Int.self)
+                    #expect(second.count == 1 && second != [first])
+                }
+            }
+        }
+
+        /// max_client_conn: the client over the limit gets FATAL 53300; a slot frees when a client leaves.
+        @Test func maxClientConnections() async throws {
+            try await withProxy(["max_client_conn": "2"]) { proxy in
+                let a = try await RawClient.login(port: proxy.port, user: "app")
+                let b = try await RawClient.login(port: proxy.port, user: "app")
+                defer { b.close() }
+                let refused = await #expect(throws: LoginFailed.self) { try await RawClient.login(port: proxy.port, user: "app").close() }
+                #expect(refused?.error.sqlState == "53300", "\(String(describing: refused))")
+                #expect(refused?.error.message?.contains("too many clients") == true)
+                a.close()
+                let freed = await eventually(within: .seconds(3)) {
+                    guard let c = try? await RawClient.login(port: proxy.port, user: "app") else { return false }
+                    c.close()
+                    return true
+                }
+                #expect(freed, "a slot did not free up after a client left")
+            }
+        }
     }
 }
