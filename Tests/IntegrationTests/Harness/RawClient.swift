@@ -138,6 +138,15 @@ enum Wire {
     }
 
     static func query(_ sql: String) -> [UInt8] { message("Q", cString(sql)) }
+
+    /// Parse, Bind, Execute and Sync for `sql` (unnamed statement and portal, no parameters,
+    /// text results): one extended-protocol round trip, answered 1, 2, DataRow…, C, Z.
+    static func extendedQuery(_ sql: String) -> [UInt8] {
+        message("P", cString("") + cString(sql) + [0, 0])
+            + message("B", cString("") + cString("") + [0, 0, 0, 0, 0, 0])
+            + message("E", cString("") + int32(0))
+            + message("S")
+    }
     static let terminate = message("X")
 
     static func int32(_ value: Int32) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
@@ -302,6 +311,16 @@ final class RawClient: @unchecked Sendable {
                 return
             default:
                 continue
+            }
+        }
+    }
+
+    /// Sends `bytes` in `chunkSize` pieces with a pause after each, so they arrive in separate segments.
+    func sendSlowly(_ bytes: [UInt8], chunkSize: Int, pause: Duration) async throws {
+        try await offload {
+            for start in stride(from: 0, to: bytes.count, by: chunkSize) {
+                try self.socket.send(Array(bytes[start..<min(start + chunkSize, bytes.count)]))
+                usleep(useconds_t(pause.milliseconds * 1000))
             }
         }
     }
