@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PostgresNIO
+import Testing
 
 let quietLogger = Logger(label: "switchyard-it.client", factory: { _ in SwiftLogNoOpLogHandler() })
 
@@ -34,6 +35,22 @@ func withNIOConnection<T>(
     } catch {
         try? await connection.close()
         throw error
+    }
+}
+
+/// Expects a postgres-nio login to fail and returns its error; a connection that unexpectedly
+/// opens is recorded as an issue and closed (postgres-nio asserts that connections are closed).
+func expectConnectFailure(
+    port: Int, user: String = "app", password: String? = nil, database: String = "app",
+    sourceLocation: SourceLocation = #_sourceLocation
+) async -> (any Error)? {
+    do {
+        let connection = try await connectNIO(port: port, user: user, password: password, database: database)
+        try? await connection.close()
+        Issue.record("\(user)@\(database) logged in, but the login should have failed", sourceLocation: sourceLocation)
+        return nil
+    } catch {
+        return error
     }
 }
 
