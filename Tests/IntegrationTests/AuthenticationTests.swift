@@ -23,9 +23,7 @@ extension IntegrationTests {
                 #expect(!result.succeeded)
                 #expect(result.stderr.contains("FATAL:  password authentication failed for user \"app\""), "\(result)")
 
-                let error = await #expect(throws: (any Error).self) {
-                    try await connectNIO(port: proxy.port, user: "app", password: "not-the-password")
-                }
+                let error = await expectConnectFailure(port: proxy.port, user: "app", password: "not-the-password")
                 #expect(error?.sqlState == "28P01", "\(String(reflecting: error))")
                 #expect(error?.serverMessage == "password authentication failed for user \"app\"")
             }
@@ -39,12 +37,8 @@ extension IntegrationTests {
                 #expect(!result.succeeded)
                 #expect(result.stderr.contains("FATAL:  password authentication failed for user \"nobody_here\""), "\(result)")
 
-                let unknown = await #expect(throws: (any Error).self) {
-                    try await connectNIO(port: proxy.port, user: "nobody_here", password: "whatever")
-                }
-                let known = await #expect(throws: (any Error).self) {
-                    try await connectNIO(port: proxy.port, user: "app", password: "whatever")
-                }
+                let unknown = await expectConnectFailure(port: proxy.port, user: "nobody_here", password: "whatever")
+                let known = await expectConnectFailure(port: proxy.port, user: "app", password: "whatever")
                 #expect(unknown?.sqlState == "28P01")
                 #expect(unknown?.sqlState == known?.sqlState)
                 #expect(unknown?.serverSeverity == known?.serverSeverity)
@@ -59,10 +53,18 @@ extension IntegrationTests {
                 #expect(!result.succeeded)
                 #expect(result.stderr.contains("database \"no_such_db\" does not exist"), "\(result)")
 
-                let error = await #expect(throws: (any Error).self) {
-                    try await connectNIO(port: proxy.port, database: "no_such_db")
-                }
+                let error = await expectConnectFailure(port: proxy.port, database: "no_such_db")
                 #expect(error?.sqlState == "3D000", "\(String(reflecting: error))")
+            }
+        }
+
+        /// auth_type = md5: clients authenticate with md5 (salted per connection) instead of SCRAM.
+        @Test func md5ClientAuthentication() async throws {
+            try await withProxy(["auth_type": "md5"]) { proxy in
+                let good = try await psql(port: proxy.port, ["select current_user"])
+                #expect(good.output == "app", "\(good)")
+                let bad = try await psql(port: proxy.port, user: "app", password: "wrong", ["select 1"])
+                #expect(bad.stderr.contains("FATAL:  password authentication failed for user \"app\""), "\(bad)")
             }
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import Testing
 
 /// This process's memory, from /proc/self/status. The proxy runs in this process, so a relay
 /// that buffered a large row would show up here.
@@ -8,7 +9,7 @@ enum ProcessMemory {
     static func statusValue(_ key: String) -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
         for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {
-            let kilobytes = line.dropFirst(key.count + 1).split(separator: " ").first.flatMap { Int($0) } ?? 0
+            let kilobytes = line.dropFirst(key.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) } ?? 0
             return kilobytes * 1024
         }
         return 0
@@ -28,6 +29,7 @@ enum ProcessMemory {
     /// peak: the kernel's high-water mark when it can be reset, else samples every 10 ms.
     static func measurePeakGrowth<T>(_ body: () async throws -> T) async rethrows -> (T, growth: Int) {
         let before = residentBytes
+        if before == 0 { Issue.record("cannot read VmRSS from /proc/self/status: memory growth is not measured") }
         let peakReset = resetPeak()
         let sampler = Sampler(start: before)
         Thread { sampler.run() }.start()

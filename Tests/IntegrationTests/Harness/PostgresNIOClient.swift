@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PostgresNIO
+import Testing
 
 let quietLogger = Logger(label: "switchyard-it.client", factory: { _ in SwiftLogNoOpLogHandler() })
 
@@ -37,12 +38,35 @@ func withNIOConnection<T>(
     }
 }
 
+/// Expects a postgres-nio login to fail and returns its error; a connection that unexpectedly
+/// opens is recorded as an issue and closed (postgres-nio asserts that connections are closed).
+func expectConnectFailure(
+    port: Int, user: String = "app", password: String? = nil, database: String = "app",
+    sourceLocation: SourceLocation = #_sourceLocation
+) async -> (any Error)? {
+    do {
+        let connection = try await connectNIO(port: port, user: user, password: password, database: database)
+        try? await connection.close()
+        Issue.record("\(user)@\(database) logged in, but the login should have failed", sourceLocation: sourceLocation)
+        return nil
+    } catch {
+        return error
+    }
+}
+
 extension PostgresConnection {
+    /// postgres-nio 1.33 never completes a query written to an already closed connection (the
+    /// write fails with no one listening), so check first and fail like a lost connection would.
+    func requireOpen() throws {
+        if isClosed { throw ConnectionClosedError() }
+    }
+
     /// Runs `query` (bounded by `timeout`) and decodes every row's single column.
     func values<T: PostgresDecodable & Sendable>(
         _ query: PostgresQuery, as type: T.Type = T.self, timeout: Duration = .seconds(30)
     ) async throws -> [T] {
-        try await withTimeout(timeout, "query \(query.sql)") {
+        try requireOpen()
+        return try await withTimeout(timeout, "query \(query.sql)") {
             var values: [T] = []
             for try await value in try await self.query(query, logger: quietLogger).decode(T.self) { values.append(value) }
             return values
@@ -51,17 +75,24 @@ extension PostgresConnection {
 
     /// Runs `query` (bounded by `timeout`) and returns all its rows.
     func rows(_ query: PostgresQuery, timeout: Duration = .seconds(30)) async throws -> [PostgresRow] {
-        try await withTimeout(timeout, "query \(query.sql)") {
+        try requireOpen()
+        return try await withTimeout(timeout, "query \(query.sql)") {
             try await self.query(query, logger: quietLogger).collect()
         }
     }
 
     /// Runs `query` for its effect (bounded by `timeout`), draining any rows.
     func run(_ query: PostgresQuery, timeout: Duration = .seconds(30)) async throws {
+        try requireOpen()
         try await withTimeout(timeout, "query \(query.sql)") {
             _ = try await self.query(query, logger: quietLogger).collect()
         }
     }
+}
+
+/// The connection was already closed (by the server or the proxy) when a query was attempted.
+struct ConnectionClosedError: Error, CustomStringConvertible {
+    var description: String { "connection already closed" }
 }
 
 extension Error {

@@ -50,7 +50,7 @@ func runProcess(
     }
     let exited = DispatchSemaphore(value: 0)
     process.terminationHandler = { _ in exited.signal() }
-    try process.run()
+    try startWithDefaultSignalMask(process)
     let pid = process.processIdentifier
     if let stdin {
         let handle = inPipe.fileHandleForWriting
@@ -72,6 +72,17 @@ func runProcess(
             command: command, exitCode: code, stdout: String(decoding: out, as: UTF8.self),
             stderr: String(decoding: err, as: UTF8.self), timedOut: code == 124 || code == 137)
     }
+}
+
+/// Starts `process` with no signals blocked. A child inherits the signal mask of the thread that
+/// spawns it, and Dispatch and Swift concurrency threads block SIGALRM, SIGTERM and more: pgbench
+/// would never see its -T alarm, and coreutils `timeout` could neither time out nor kill.
+func startWithDefaultSignalMask(_ process: Process) throws {
+    var empty = sigset_t(), previous = sigset_t()
+    sigemptyset(&empty)
+    pthread_sigmask(SIG_SETMASK, &empty, &previous)
+    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+    try process.run()
 }
 
 private final class CollectedOutput: Sendable {
@@ -138,7 +149,8 @@ func python(
         def dsn(user="app", dbname="app", port=None, **kw):
             password = kw.pop("password", json.loads(os.environ["TEST_PASSWORDS"]).get(user, ""))
             parts = dict(host="127.0.0.1", port=port or os.environ["PROXY_PORT"], user=user, password=password,
-                         dbname=dbname, sslmode="disable", connect_timeout="10", **kw)
+                         dbname=dbname, sslmode="disable", connect_timeout="10")
+            parts.update(kw)
             return " ".join(f"{k}='{v}'" for k, v in parts.items())
         DSN = dsn()
         def emit(**values):

@@ -41,6 +41,9 @@ final class RawSocket: @unchecked Sendable {
         _ = fcntl(fd, F_SETFL, flags)
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        // A send the proxy never drains fails after 30 s instead of blocking a thread forever.
+        var sendTimeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
         return RawSocket(fd: fd)
     }
 
@@ -64,6 +67,11 @@ final class RawSocket: @unchecked Sendable {
             throw SocketError.receiveFailed(errno: errno)
         }
         return Array(buffer[..<n])
+    }
+
+    /// Shuts both directions down, waking a thread blocked in `send` on this socket.
+    func shutdownBoth() {
+        _ = Foundation.shutdown(fd, Int32(SHUT_RDWR))
     }
 
     /// Closes with RST instead of FIN (SO_LINGER 0): the client process "crashed".
@@ -130,6 +138,15 @@ enum Wire {
     }
 
     static func query(_ sql: String) -> [UInt8] { message("Q", cString(sql)) }
+
+    /// Parse, Bind, Execute and Sync for `sql` (unnamed statement and portal, no parameters,
+    /// text results): one extended-protocol round trip, answered 1, 2, DataRow…, C, Z.
+    static func extendedQuery(_ sql: String) -> [UInt8] {
+        message("P", cString("") + cString(sql) + [0, 0])
+            + message("B", cString("") + cString("") + [0, 0, 0, 0, 0, 0])
+            + message("E", cString("") + int32(0))
+            + message("S")
+    }
     static let terminate = message("X")
 
     static func int32(_ value: Int32) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
@@ -169,6 +186,12 @@ struct BackendFrame: Sendable, CustomStringConvertible {
         default: "\(id)[\(bodyLength)]"
         }
     }
+}
+
+/// The proxy refused the login with this ErrorResponse.
+struct LoginFailed: Error, CustomStringConvertible {
+    var error: BackendFrame
+    var description: String { "login failed: \(error)" }
 }
 
 /// A tiny frontend over ``RawSocket``: it speaks just enough of the protocol (start-up, trust or
@@ -283,12 +306,39 @@ final class RawClient: @unchecked Sendable {
                 let parts = frame.body.split(separator: 0, omittingEmptySubsequences: false)
                 if parts.count >= 2 { parameters[String(decoding: parts[0], as: UTF8.self)] = String(decoding: parts[1], as: UTF8.self) }
             case "E":
-                throw HarnessError("login failed: \(frame)")
+                throw LoginFailed(error: frame)
             case "Z":
                 return
             default:
                 continue
             }
+        }
+    }
+
+    /// Sends `bytes` in `chunkSize` pieces with a pause after each, so they arrive in separate segments.
+    func sendSlowly(_ bytes: [UInt8], chunkSize: Int, pause: Duration) async throws {
+        try await offload {
+            for start in stride(from: 0, to: bytes.count, by: chunkSize) {
+                try self.socket.send(Array(bytes[start..<min(start + chunkSize, bytes.count)]))
+                usleep(useconds_t(pause.milliseconds * 1000))
+            }
+        }
+    }
+
+    /// Sends one Query message whose SQL is `prefix`, then `count` bytes of `filler`, then `suffix`,
+    /// generated 1 MiB at a time, so even a huge message costs this process no memory.
+    func sendLargeQuery(prefix: String, filler: UInt8, count: Int, suffix: String) async throws {
+        try await offload {
+            let bodyLength = prefix.utf8.count + count + suffix.utf8.count + 1
+            try self.socket.send([UInt8(ascii: "Q")] + Wire.int32(Int32(bodyLength + 4)) + Array(prefix.utf8))
+            let chunk = [UInt8](repeating: filler, count: 1 << 20)
+            var remaining = count
+            while remaining > 0 {
+                let step = min(remaining, chunk.count)
+                try self.socket.send(step == chunk.count ? chunk : Array(chunk[..<step]))
+                remaining -= step
+            }
+            try self.socket.send(Wire.cString(suffix))
         }
     }
 

@@ -1,0 +1,155 @@
+import PostgresNIO
+import Testing
+
+extension IntegrationTests {
+    /// Many clients share few backends; waiting for one is bounded by query_wait_timeout.
+    @Suite struct Pool {
+        /// 200 concurrent postgres-nio clients on pool_size=10 (transaction pooling): every client
+        /// gets its own right answers, and Postgres never sees more than 10 backends for them.
+        @Test func twoHundredClientsOnTenBackends() async throws {
+            try await withProxy(["pool_size": "10"]) { proxy in
+                let failures = try await withThrowingTaskGroup(of: String?.self) { group in
+                    for client in 0..<200 {
+                        group.addTask {
+                            do {
+                                return try await withNIOConnection(port: proxy.port) { connection in
+                                    for step in 0..<3 {
+                                        let input = client * 10 + step
+                                        let answer = try await connection.values("select \(input)::int + 1", as: Int.self)
+                                        guard answer == [input + 1] else { return "client \(client): \(answer) for \(input)" }
+                                    }
+                                    return nil
+                                }
+                            } catch {
+                                return "client \(client): \(String(reflecting: error))"
+                            }
+                        }
+                    }
+                    return try await group.compactMap { $0 }.reduce(into: []) { $0.append($1) }
+                }
+                #expect(failures.isEmpty, "\(failures.count) clients failed, e.g. \(failures.prefix(3))")
+                let backends = try await superuserQuery(
+                    "select count(*) from pg_stat_activity where usename = 'app' and datname = 'app' and backend_type = 'client backend'")
+                #expect((Int(backends) ?? 99) <= 10, "\(backends) backends for pool_size=10")
+            }
+        }
+
+        /// pgbench through the proxy: read-only and TPC-B-like, simple and extended protocol in
+        /// transaction pooling; prepared statements in session pooling.
+        @Test(arguments: [
+            ("transaction", ["-S", "-M", "simple"]), ("transaction", ["-S", "-M", "extended"]),
+            ("transaction", ["-M", "simple"]), ("transaction", ["-M", "extended"]),
+            ("session", ["-S", "-M", "prepared"]), ("session", ["-M", "prepared"]),
+        ])
+        func pgbench(mode: String, options: [String]) async throws {
+            try await withProxy(["pool_mode": mode, "pool_size": "8"]) { proxy in
+                let arguments = ["-n", "-c", "8", "-j", "2", "-T", "3", "-h", "127.0.0.1", "-p", "\(proxy.port)", "-U", "app"]
+                    + options + ["bench"]
+                let result = try await runProcess("pgbench", arguments, environment: libpqEnvironment(password: "app-secret"),
+                                                  timeout: .seconds(60))
+                #expect(result.succeeded, "\(result)")
+                #expect(result.stdout.contains("number of failed transactions: 0 "), "\(result)")
+                #expect(result.stdout.contains("number of transactions actually processed:"), "\(result)")
+            }
+        }
+
+        /// pool_size=1 and one worker thread: while A holds the only backend in a transaction, B's
+        /// query fails after query_wait_timeout (FATAL 53300, naming the setting); after A commits,
+        /// a new client C is served (the pool is healthy).
+        @Test func queryWaitTimeout() async throws {
+            try await withProxy(["pool_size": "1", "worker_threads": "1", "query_wait_timeout": "1"]) { proxy in
+                let b = try await RawClient.login(port: proxy.port, user: "app")
+                defer { b.close() }
+                let a = try await RawClient.login(port: proxy.port, user: "app")
+                defer { a.close() }
+                #expect(try await a.query("begin; select 1").last?.description == "Z(T)")
+
+                let (frames, elapsed) = try await timed {
+                    try await b.send(Wire.query("select 1"))
+                    return try await b.readUntilClosed(timeout: .seconds(10))
+                }
+                let error = try #require(frames.firstError, "\(frames)")
+                #expect(error.sqlState == "53300" && error.severity == "FATAL", "\(error)")
+                #expect(error.message?.contains("query_wait_timeout") == true, "\(error)")
+                #expect(elapsed < .seconds(3) && elapsed >= .milliseconds(900), "failed after \(elapsed)")
+
+                #expect(try await a.query("commit").commandTags == ["COMMIT"])
+                let c = try await withNIOConnection(port: proxy.port) { try await $0.values("select 7", as: Int.self) }
+                #expect(c == [7])
+            }
+        }
+
+        /// pool_size caps the backends per (user, database), also with several worker threads:
+        /// with pool_size=1, two clients that each hold a transaction cannot both be served.
+        @Test func poolSizeIsHonouredAcrossWorkerThreads() async throws {
+            try await withProxy(["pool_size": "1", "worker_threads": "2", "query_wait_timeout": "1"]) { proxy in
+                var clients: [RawClient] = []
+                defer { for client in clients { client.close() } }
+                var pids: Set<String> = []
+                for _ in 0..<2 {
+                    guard let client = try? await RawClient.login(port: proxy.port, user: "app") else { continue }
+                    clients.append(client)
+                    let frames = try await client.query("begin; select pg_backend_pid()")
+                    if let pid = frames.firstColumn.first.flatMap({ $0 }) { pids.insert(pid) }
+                }
+                #expect(pids.count <= 1, "pool_size=1, yet two clients were served at once by backends \(pids.sorted())")
+            }
+        }
+
+        /// Session pooling: server_reset_query (DISCARD ALL) runs before a backend serves the next
+        /// client, so nothing of one client's session (settings, temp tables, prepared statements)
+        /// leaks into the next one on the same backend.
+        @Test func sessionStateIsResetBetweenClients() async throws {
+            try await withProxy(["pool_mode": "session", "pool_size": "1", "worker_threads": "1"]) { proxy in
+                let first = try await psql(port: proxy.port, [
+                    "set application_name = 'leaky'", "create temp table it_leak (i int)", "prepare it_leak_stmt as select 1",
+                    "select pg_backend_pid()",
+                ])
+                #expect(first.succeeded, "\(first)")
+                let second = try await psql(port: proxy.port, [
+                    "select pg_backend_pid(), current_setting('application_name'), to_regclass('pg_temp.it_leak') is null, "
+                        + "(select count(*) from pg_prepared_statements)",
+                ])
+                #expect(second.succeeded, "\(second)")
+                let fields = second.output.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+                #expect(fields.first == first.lines.last, "pool_size=1: the second client should reuse the first one's backend")
+                #expect(Array(fields.dropFirst()) == ["", "t", "0"], "session state leaked: \(second.output)")
+            }
+        }
+
+        /// server_idle_timeout closes backends that sat idle in the pool; the next query simply
+        /// gets a fresh one.
+        @Test func idleServerConnectionsAreClosed() async throws {
+            try await withProxy(["server_idle_timeout": "1", "pool_size": "1", "worker_threads": "1"]) { proxy in
+                try await withNIOConnection(port: proxy.port) { client in
+                    let first = try #require(try await client.values("select pg_backend_pid()", as: Int.self).first)
+                    let closed = try await eventually(within: .seconds(5)) {
+                        try await superuserQuery("select count(*) from pg_stat_activity where pid = \(first)") == "0"
+                    }
+                    #expect(closed, "idle backend \(first) was not closed after server_idle_timeout")
+                    let second = try await client.values("select pg_backend_pid()", as: Int.self)
+                    #expect(second.count == 1 && second != [first])
+                }
+            }
+        }
+
+        /// max_client_conn: the client over the limit gets FATAL 53300; a slot frees when a client leaves.
+        @Test func maxClientConnections() async throws {
+            try await withProxy(["max_client_conn": "2"]) { proxy in
+                let a = try await RawClient.login(port: proxy.port, user: "app")
+                let b = try await RawClient.login(port: proxy.port, user: "app")
+                defer { b.close() }
+                let refused = await #expect(throws: LoginFailed.self) { try await RawClient.login(port: proxy.port, user: "app").close() }
+                #expect(refused?.error.sqlState == "53300", "\(String(describing: refused))")
+                #expect(refused?.error.message?.contains("too many clients") == true)
+                a.close()
+                let freed = await eventually(within: .seconds(3)) {
+                    guard let c = try? await RawClient.login(port: proxy.port, user: "app") else { return false }
+                    c.close()
+                    return true
+                }
+                #expect(freed, "a slot did not free up after a client left")
+            }
+        }
+    }
+}
