@@ -16,7 +16,13 @@ public final class ProxyServer: Service, Sendable {
 
     public init(configuration: ProxyConfiguration, logger: Logger) throws {
         let runtime = try ProxyRuntime(configuration: configuration, logger: logger)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.workerThreads)
+        // Each loop needs at least one connection of every pool, so never more loops than pool_size.
+        let threads = min(configuration.workerThreads, configuration.poolSize)
+        if threads < configuration.workerThreads {
+            logger.notice("running fewer worker threads than configured: each needs a share of pool_size",
+                          metadata: ["worker_threads": "\(threads)", "pool_size": "\(configuration.poolSize)"])
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         self.runtime = runtime
         self.group = group
         let loops = Array(group.makeIterator())

@@ -8,7 +8,7 @@ import Synchronization
 /// on a fresh connection, possibly on another event loop, so this is the one structure the
 /// sessions share, behind a lock; it is touched only at login, logout and cancel.
 final class CancelRegistry: Sendable {
-    /// @unchecked: `session` is only dereferenced on `eventLoop`, via `NIOLoopBound`.
+    /// @unchecked: `session` is only dereferenced on `eventLoop`.
     private struct Entry: @unchecked Sendable {
         weak var session: ClientSession?
         let eventLoop: EventLoop
@@ -38,9 +38,9 @@ final class CancelRegistry: Sendable {
             runtime.logger.info("cancel request with unknown key ignored")
             return
         }
-        let session = NIOLoopBound(entry.session, eventLoop: entry.eventLoop)
+        // The session may live on another loop: hop there before touching it.
         entry.eventLoop.execute {
-            session.value?.cancelCurrentQuery()
+            entry.session?.cancelCurrentQuery()
         }
     }
 

@@ -28,6 +28,8 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         case closed
     }
 
+    /// Bytes a client may have sent ahead during start-up and authentication.
+    static let loginBufferLimit = 64 * 1024
     private let runtime: ProxyRuntime
     private let shard: PoolShard
     private var logger: Logger
@@ -43,7 +45,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     private var pendingClientBytes: [ByteBuffer] = []
     /// Client messages not yet sent to a server: waiting for a lease, or for the current unit to end.
     private var pending: Deque<WireMessage> = []
-    private var inbound: NIOSingleStepByteToMessageProcessor<WireMessageDecoder>
+    private var inbound: ClientMessageStream
     private var tracker = TransactionTracker()
     private var backendScanner: MessageBoundaryScanner
     private var planner: RoutePlanner
@@ -79,8 +81,8 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         self.shard = shard
         self.logger = logger
         let machine = ClientStartupStateMachine(credentials: runtime.credentials, tlsMode: runtime.configuration.clientTLS.mode)
-        self.phase = .startup(NIOSingleStepByteToMessageProcessor(StartupPacketDecoder()), machine)
-        self.inbound = NIOSingleStepByteToMessageProcessor(WireMessageDecoder(maximumLength: runtime.configuration.maxMessageSize))
+        self.phase = .startup(NIOSingleStepByteToMessageProcessor(StartupPacketDecoder(), maximumBufferSize: Self.loginBufferLimit), machine)
+        self.inbound = ClientMessageStream(maximumLength: runtime.configuration.maxMessageSize)
         // Rows from the server are limited by Postgres itself (1 GB per field); we only count them.
         self.backendScanner = MessageBoundaryScanner(maximumLength: Int(Int32.max))
         self.backendScanner.capturedIDs = [BackendMessageID.parameterStatus]
@@ -207,7 +209,8 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             close()
         case .sendAuthenticationRequest(let request):
             if case .startup(_, let machine) = phase {
-                phase = .authenticating(NIOSingleStepByteToMessageProcessor(FrameDecoder(maximumLength: 16 * 1024)), machine)
+                phase = .authenticating(
+                    NIOSingleStepByteToMessageProcessor(FrameDecoder(maximumLength: 16 * 1024), maximumBufferSize: Self.loginBufferLimit), machine)
             }
             var buffer = context.channel.allocator.buffer(capacity: 64)
             request.encode(into: &buffer)
@@ -270,6 +273,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         pendingClientBytes.removeAll()
         for bytes in early { relayFromClient(bytes) }
         backend?.flush()
+        resumeHeldRead()
     }
 
     // MARK: Relay: client to server
@@ -278,12 +282,36 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         idleTransactionTimer?.cancel()
         idleTransactionTimer = nil
         do {
-            try inbound.process(buffer: buffer) { message in
+            try inbound.process(buffer, mayStream: mayStream) { event in
                 guard case .relaying = phase else { return }
-                clientMessageReceived(message)
+                switch event {
+                case .message(let message):
+                    clientMessageReceived(message)
+                case .streamStart(let id, let bytes):
+                    // A large message nobody needs to look into: it goes through as it arrives.
+                    tracker.clientSent(id)
+                    if runtime.configuration.poolMode == .transaction, let request = ResponseSequencer.Request(frontendID: id) {
+                        sendSynthesized(sequencer.sent(request))
+                    }
+                    backend?.write(bytes)
+                case .streamBody(let bytes, _):
+                    backend?.write(bytes)
+                }
             }
         } catch {
             fail(ErrorFields(severity: .fatal, code: SQLState.protocolViolation, message: "invalid message from client: \(error)"))
+        }
+    }
+
+    /// Whether a large message of type `id` may be streamed to the attached server unread:
+    /// only when nothing waits before it and routing, retries and statement names don't need it.
+    private func mayStream(_ id: UInt8) -> Bool {
+        guard backend != nil, pending.isEmpty, !unit.retainForRetry, !discardingUntilSync else { return false }
+        if runtime.configuration.poolMode == .session { return id != FrontendMessageID.terminate }
+        switch id {
+        case FrontendMessageID.copyData: return true
+        case FrontendMessageID.query, FrontendMessageID.functionCall: return unit.role == .primary
+        default: return false
         }
     }
 
@@ -807,6 +835,13 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
 
     /// Shutdown: a client with no transaction in flight is closed now; others at their next idle point.
     func closeIfIdle() {
+        switch phase {
+        case .startup, .authenticating, .loggingIn:
+            // Not logged in yet: nothing of theirs is in flight.
+            return fail(ErrorFields(severity: .fatal, code: SQLState.cannotConnectNow, message: "Switchyard is shutting down"))
+        case .relaying, .closed:
+            break
+        }
         guard case .relaying = phase else { return }
         if backend == nil || tracker.isIdle, pending.isEmpty {
             fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
@@ -821,6 +856,8 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     // MARK: Helpers
 
     private var shouldHoldClientReads: Bool {
+        // Until ReadyForQuery the client has no business sending anything: don't buffer what it does.
+        if case .loggingIn = phase { return true }
         guard case .relaying = phase else { return false }
         if waitID != nil || !pending.isEmpty { return true }
         if let backend { return !backend.isWritable }

@@ -20,11 +20,53 @@ public struct ParameterSync: Sendable, Equatable {
 
     public func isTracked(_ name: String) -> Bool { names.contains(name.lowercased()) }
 
-    /// The tracked parameters of a StartupMessage, keyed by lower-cased name.
+    /// The session parameters a StartupMessage asks for, keyed by lower-cased name: every GUC given
+    /// directly or through `options` (`-c name=value`, `--name=value`), as Postgres would apply them.
     public func startupValues(_ parameters: [(String, String)]) -> [String: String] {
         var values: [String: String] = [:]
-        for (name, value) in parameters where isTracked(name) { values[name.lowercased()] = value }
+        for (name, value) in parameters {
+            switch name.lowercased() {
+            case "user", "database", "replication":
+                continue
+            case "options":
+                for (option, optionValue) in Self.parseOptions(value) { values[option.lowercased()] = optionValue }
+            default:
+                values[name.lowercased()] = value
+            }
+        }
         return values
+    }
+
+    /// The `name=value` settings in a libpq `options` string; a backslash escapes the next character.
+    static func parseOptions(_ options: String) -> [(String, String)] {
+        var tokens: [String] = [], current = "", escaped = false
+        for character in options {
+            if escaped { current.append(character); escaped = false }
+            else if character == "\\" { escaped = true }
+            else if character.isWhitespace { if !current.isEmpty { tokens.append(current); current = "" } }
+            else { current.append(character) }
+        }
+        if !current.isEmpty { tokens.append(current) }
+        var settings: [(String, String)] = []
+        var index = 0
+        while index < tokens.count {
+            var setting: Substring?
+            if tokens[index] == "-c", index + 1 < tokens.count {
+                index += 1
+                setting = tokens[index][...]
+            } else if tokens[index].hasPrefix("-c") {
+                setting = tokens[index].dropFirst(2)
+            } else if tokens[index].hasPrefix("--") {
+                setting = tokens[index].dropFirst(2)
+            }
+            if let setting, let equals = setting.firstIndex(of: "=") {
+                // Postgres accepts dashes for underscores in option names.
+                let name = setting[..<equals].replacingOccurrences(of: "-", with: "_")
+                settings.append((name, String(setting[setting.index(after: equals)...])))
+            }
+            index += 1
+        }
+        return settings
     }
 
     /// The query that gives `server` the client's values, or nil when they already agree.
