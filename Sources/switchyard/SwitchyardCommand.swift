@@ -9,7 +9,7 @@ struct SwitchyardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "A PostgreSQL wire-protocol proxy: pooling, read routing and zero-downtime switchover.",
-        subcommands: [Run.self, CheckConfig.self],
+        subcommands: [Run.self, CheckConfig.self, BenchmarkClassifier.self],
         defaultSubcommand: Run.self)
 }
 
