@@ -101,6 +101,19 @@ extension IntegrationTests {
                 }
             }
         }
+
+        /// The server is down (nothing listens on its port): logins fail promptly with 08001 and
+        /// a message naming the server, instead of hanging until some timeout.
+        @Test func serverDownFailsLoginsPromptly() async throws {
+            let deadPort = try freePort()
+            try await withProxy(["connect_timeout": "2"], primaryPort: deadPort) { proxy in
+                let (error, elapsed) = await timed { await expectConnectFailure(port: proxy.port) }
+                #expect(error?.sqlState == "08001", "\(String(reflecting: error))")
+                #expect(error?.serverMessage?.contains("could not connect to server \"primary\"") == true,
+                        "\(String(reflecting: error))")
+                #expect(elapsed < .seconds(3), "login failure took \(elapsed)")
+            }
+        }
     }
 }
 
