@@ -49,8 +49,9 @@ extension IntegrationTests {
                 "pool_mode": mode, "auth_type": "trust", "pool_size": "1", "worker_threads": "1", "query_wait_timeout": "3",
             ]) { proxy in
                 let raw = try await RawClient.login(port: proxy.port)
-                let begin = try await raw.query("begin; select 1")
+                let begin = try await raw.query("begin; select pg_backend_pid()")
                 #expect(begin.last?.description == "Z(T)", "\(begin)")
+                let pid = try #require(begin.firstColumn.first.flatMap { $0 }, "\(begin)")
                 if abortive { raw.abort() } else { raw.close() }
 
                 let (next, elapsed) = try await timed {
@@ -61,9 +62,9 @@ extension IntegrationTests {
                 #expect(elapsed < .seconds(3), "waited \(elapsed): the dead client's backend was leaked")
                 let clean = try await eventually(within: .seconds(5)) {
                     try await superuserQuery(
-                        "select count(*) from pg_stat_activity where usename = 'app_trust' and state like 'idle in transaction%'") == "0"
+                        "select count(*) from pg_stat_activity where pid = \(pid) and state like 'idle in transaction%'") == "0"
                 }
-                #expect(clean, "a backend of app_trust stayed idle in transaction")
+                #expect(clean, "the dead client's backend \(pid) stayed idle in transaction")
             }
         }
 
@@ -99,6 +100,19 @@ extension IntegrationTests {
                     }
                     try await client.run("commit")
                 }
+            }
+        }
+
+        /// The server is down (nothing listens on its port): logins fail promptly with 08001 and
+        /// a message naming the server, instead of hanging until some timeout.
+        @Test func serverDownFailsLoginsPromptly() async throws {
+            let deadPort = try freePort()
+            try await withProxy(["connect_timeout": "2"], primaryPort: deadPort) { proxy in
+                let (error, elapsed) = await timed { await expectConnectFailure(port: proxy.port) }
+                #expect(error?.sqlState == "08001", "\(String(reflecting: error))")
+                #expect(error?.serverMessage?.contains("could not connect to server \"primary\"") == true,
+                        "\(String(reflecting: error))")
+                #expect(elapsed < .seconds(3), "login failure took \(elapsed)")
             }
         }
     }

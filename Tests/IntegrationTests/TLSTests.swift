@@ -48,5 +48,31 @@ extension IntegrationTests {
                 #expect(output.plain_ok, "client_tls_sslmode=allow still admits plaintext clients")
             }
         }
+
+        /// With client_tls_sslmode=require, a client on TLS can still cancel: libpq sends its
+        /// CancelRequest on a new, unencrypted connection, which must not be refused.
+        @Test func cancelWhileTLSIsRequired() async throws {
+            let certificate = try await SelfSignedCertificate.make()
+            defer { certificate.remove() }
+            try await withProxy([
+                "client_tls_sslmode": "require", "client_tls_cert_file": certificate.certificatePath,
+                "client_tls_key_file": certificate.keyPath, "worker_threads": "1",
+            ]) { proxy in
+                let result = try await python("""
+                    with psycopg.connect(dsn(sslmode="require"), autocommit=True) as conn:
+                        threading.Timer(1.0, conn.cancel).start()
+                        start = time.monotonic()
+                        try:
+                            conn.execute("select pg_sleep(20)")
+                            error = None
+                        except psycopg.Error as e:
+                            error = e.sqlstate
+                        emit(error=error, elapsed=time.monotonic() - start)
+                    """, port: proxy.port, timeout: .seconds(40))
+                struct Output: Decodable { var error: String?; var elapsed: Double }
+                let output = try result.json(Output.self)
+                #expect(output.error == "57014" && output.elapsed < 5, "\(result)")
+            }
+        }
     }
 }

@@ -18,7 +18,7 @@ final class TestProxy: Sendable {
 
     /// The configuration text for `settings` (keys of `[switchyard]`, e.g. `pool_mode`), in
     /// proxy.conf's format, with the four test users.
-    static func configurationText(_ settings: [String: String]) -> String {
+    static func configurationText(_ settings: [String: String], primaryPort: Int = TestEnvironment.pgPort) -> String {
         var switchyard = ["listen_addr": "127.0.0.1", "listen_port": "6432", "pool_mode": "transaction", "pool_size": "10"]
         switchyard.merge(settings) { $1 }
         let users = TestEnvironment.passwords.sorted { $0.key < $1.key }
@@ -27,16 +27,17 @@ final class TestProxy: Sendable {
             \(switchyard.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }.joined(separator: "\n"))
 
             [servers]
-            primary = host=\(TestEnvironment.pgHost) port=\(TestEnvironment.pgPort) role=primary
+            primary = host=\(TestEnvironment.pgHost) port=\(primaryPort) role=primary
 
             [users]
             \(users.map { "\($0.key) = password=\($0.value)" }.joined(separator: "\n"))
             """
     }
 
-    static func start(_ settings: [String: String]) async throws -> TestProxy {
+    static func start(_ settings: [String: String], primaryPort: Int = TestEnvironment.pgPort) async throws -> TestProxy {
         try TestEnvironment.requirePostgres()
-        var configuration = try ProxyConfiguration.parse(configurationText(settings), fileName: "integration-test.conf")
+        let text = configurationText(settings, primaryPort: primaryPort)
+        var configuration = try ProxyConfiguration.parse(text, fileName: "integration-test.conf")
         // The parser insists on a real port (1...65535); 0 lets the kernel pick a free one.
         configuration.listenPort = 0
         let server = try ProxyServer(configuration: configuration, logger: proxyLogger)
@@ -70,8 +71,11 @@ final class TestProxy: Sendable {
 
 /// Starts a proxy with `settings`, runs `body`, and always stops the proxy afterwards (drain 1 s,
 /// then its event loops), even when `body` throws.
-func withProxy<T>(_ settings: [String: String] = [:], _ body: (TestProxy) async throws -> T) async throws -> T {
-    let proxy = try await TestProxy.start(settings)
+/// `primaryPort` points the proxy at another port than the cluster's primary (a dead one, say).
+func withProxy<T>(
+    _ settings: [String: String] = [:], primaryPort: Int = TestEnvironment.pgPort, _ body: (TestProxy) async throws -> T
+) async throws -> T {
+    let proxy = try await TestProxy.start(settings, primaryPort: primaryPort)
     do {
         let result = try await body(proxy)
         await proxy.stop()
