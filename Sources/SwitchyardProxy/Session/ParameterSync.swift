@@ -29,12 +29,19 @@ public struct ParameterSync: Sendable, Equatable {
             case "user", "database", "replication":
                 continue
             case "options":
-                for (option, optionValue) in Self.parseOptions(value) { values[option.lowercased()] = optionValue }
+                for (option, optionValue) in Self.parseOptions(value) { values[option.lowercased()] = Self.normalized(option, optionValue) }
             default:
-                values[name.lowercased()] = value
+                values[name.lowercased()] = Self.normalized(name, value)
             }
         }
         return values
+    }
+
+    /// Postgres parses list settings given at start-up and shows them as `a, b`; set_config keeps
+    /// strings as given, so spell them the way the client would have seen them.
+    static func normalized(_ name: String, _ value: String) -> String {
+        guard name.lowercased() == "search_path", !value.contains("\"") else { return value }
+        return value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")
     }
 
     /// The `name=value` settings in a libpq `options` string; a backslash escapes the next character.

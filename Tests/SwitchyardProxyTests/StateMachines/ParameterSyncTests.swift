@@ -8,7 +8,7 @@ import Testing
         let values = sync.startupValues([("user", "app"), ("database", "db"), ("DateStyle", "ISO, DMY"),
                                          ("application_name", "psql"), ("geqo", "off"),
                                          ("options", #"-c search_path=a,b --work-mem=64MB -cstatement_timeout=5s -c x=has\ space"#)])
-        #expect(values == ["datestyle": "ISO, DMY", "application_name": "psql", "geqo": "off", "search_path": "a,b",
+        #expect(values == ["datestyle": "ISO, DMY", "application_name": "psql", "geqo": "off", "search_path": "a, b",
                            "work_mem": "64MB", "statement_timeout": "5s", "x": "has space"])
         #expect(sync.isTracked("DateStyle") && !sync.isTracked("geqo"))
     }
