@@ -70,6 +70,12 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     /// Server-side names recorded as prepared before the server confirmed them, by request tag.
     private var unconfirmedPrepares: [Int: String] = [:]
     private var nextTag = 1
+    /// Messages forwarded unchanged during one read, written together: when they are the whole
+    /// read, the read's own buffer goes out in one write.
+    private var verbatim: [ByteBuffer] = []
+    private var verbatimBytes = 0
+    private weak var verbatimTarget: BackendConnection?
+
     private var readHeld = false
     private var idleTransactionTimer: Scheduled<Void>?
     private var loginTimer: Scheduled<Void>?
@@ -281,6 +287,10 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     private func relayFromClient(_ buffer: ByteBuffer) {
         idleTransactionTimer?.cancel()
         idleTransactionTimer = nil
+        let startedAtBoundary = inbound.bufferedBytes == 0
+        defer {
+            flushVerbatim(wholeRead: startedAtBoundary && inbound.bufferedBytes == 0 ? buffer : nil)
+        }
         do {
             try inbound.process(buffer, mayStream: mayStream) { event in
                 guard case .relaying = phase else { return }
@@ -293,9 +303,9 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
                     if runtime.configuration.poolMode == .transaction, let request = ResponseSequencer.Request(frontendID: id) {
                         sendSynthesized(sequencer.sent(request))
                     }
-                    backend?.write(bytes)
+                    send(bytes)
                 case .streamBody(let bytes, _):
-                    backend?.write(bytes)
+                    send(bytes)
                 }
             }
         } catch {
@@ -439,10 +449,35 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             }
         }
         if unit.retainForRetry { unit.sent.append(message) }
-        guard runtime.configuration.poolMode == .transaction else { return backend.write(message.bytes) }
+        guard runtime.configuration.poolMode == .transaction else { return sendVerbatim(message, to: backend) }
         if forwardRewritingStatementNames(message, to: backend) { return }
         if let request = ResponseSequencer.Request(frontendID: message.id) { sendSynthesized(sequencer.sent(request)) }
-        backend.write(message.bytes)
+        sendVerbatim(message, to: backend)
+    }
+
+    private func sendVerbatim(_ message: WireMessage, to backend: BackendConnection) {
+        if verbatimTarget !== backend { flushVerbatim(wholeRead: nil) }
+        verbatimTarget = backend
+        verbatim.append(message.bytes)
+        verbatimBytes += message.bytes.readableBytes
+    }
+
+    /// Writes what `sendVerbatim` collected, as the read's own buffer when that is all of it.
+    private func flushVerbatim(wholeRead: ByteBuffer?) {
+        guard let target = verbatimTarget, !verbatim.isEmpty else { return }
+        if let wholeRead, verbatimBytes == wholeRead.readableBytes {
+            target.write(wholeRead)
+        } else {
+            for bytes in verbatim { target.write(bytes) }
+        }
+        verbatim.removeAll(keepingCapacity: true)
+        verbatimBytes = 0
+    }
+
+    /// Writes bytes Switchyard composed (or streams), after anything collected before them.
+    private func send(_ bytes: ByteBuffer, to target: BackendConnection? = nil) {
+        flushVerbatim(wholeRead: nil)
+        (target ?? backend)?.write(bytes)
     }
 
     /// Transaction mode: maps the client's statement names to server-side ones, preparing
@@ -464,7 +499,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
                   let statement = preparedStatements[bind.statement] else { return false }
             if !backend.preparedStatements.contains(statement.serverName) { prepare(statement, on: backend, disposition: .swallow) }
             sendSynthesized(sequencer.sent(.bind))
-            backend.write(StatementNames.rewriteBind(bind, to: statement.serverName, allocator: allocator))
+            send(StatementNames.rewriteBind(bind, to: statement.serverName, allocator: allocator), to: backend)
         case FrontendMessageID.describe, FrontendMessageID.close:
             guard let target = StatementNames.target(message), target.kind == UInt8(ascii: "S"), !target.name.isEmpty,
                   let statement = preparedStatements[target.name] else { return false }
@@ -475,7 +510,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             } else {
                 if !backend.preparedStatements.contains(statement.serverName) { prepare(statement, on: backend, disposition: .swallow) }
                 sendSynthesized(sequencer.sent(.describe))
-                backend.write(StatementNames.rewriteTarget(id: message.id, kind: target.kind, to: statement.serverName, allocator: allocator))
+                send(StatementNames.rewriteTarget(id: message.id, kind: target.kind, to: statement.serverName, allocator: allocator), to: backend)
             }
         default:
             return false
@@ -490,7 +525,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             let oldest = backend.preparedOrder.removeFirst()
             backend.preparedStatements.remove(oldest)
             _ = sequencer.sent(.close, disposition: .swallow)
-            backend.write(StatementNames.rewriteTarget(id: FrontendMessageID.close, kind: UInt8(ascii: "S"), to: oldest, allocator: allocator))
+            send(StatementNames.rewriteTarget(id: FrontendMessageID.close, kind: UInt8(ascii: "S"), to: oldest, allocator: allocator), to: backend)
         }
         let tag = nextTag
         nextTag += 1
@@ -500,7 +535,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             unconfirmedPrepares[tag] = statement.serverName
         }
         sendSynthesized(sequencer.sent(.parse, disposition: disposition, tag: tag))
-        backend.write(statement.parseMessage(allocator: allocator))
+        send(statement.parseMessage(allocator: allocator), to: backend)
     }
 
     /// Writes made-up answers (ParseComplete, CloseComplete) to the client.
@@ -533,6 +568,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             pending.removeFirst()
             forward(message, to: backend)
         }
+        flushVerbatim(wholeRead: nil)
         backend.flush()
         resumeHeldRead()
     }
@@ -600,7 +636,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         }
         var buffer = context.channel.allocator.buffer(capacity: query.utf8.count + 6)
         FrontendMessage.query(query, into: &buffer)
-        connection.write(buffer)
+        send(buffer, to: connection)
         swallowedReadyForQuery += 1
         for (name, value) in clientParameters { connection.parameterValues[name] = value }
         return true
