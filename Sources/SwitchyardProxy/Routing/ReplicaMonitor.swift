@@ -47,7 +47,13 @@ final class ReplicaMonitor: Sendable {
             return
         }
         var connections: [String: PostgresConnection] = [:]
+        /// Each replica's replay position at the previous probe: replay that moves is keeping up.
+        var lastReplayed: [String: Int64] = [:]
         var round = 0
+        func discard(_ name: String) {
+            // postgres-nio wants every connection closed before it goes away.
+            connections.removeValue(forKey: name)?.close().whenComplete { _ in }
+        }
         while !Task.isCancelled {
             var primaryLSN: Int64?
             let primary = configuration.primary
@@ -58,8 +64,8 @@ final class ReplicaMonitor: Sendable {
                 if round % Self.catalogRefreshRounds == 0 { try await loadCatalog(connection) }
                 record(primary.name, error: nil)
             } catch {
-                connections[primary.name] = nil
-                record(primary.name, error: "\(String(reflecting: error))")
+                discard(primary.name)
+                record(primary.name, error: Self.describe(error))
             }
             var changed = false
             for replica in configuration.servers where replica.role == .replica {
@@ -71,15 +77,20 @@ final class ReplicaMonitor: Sendable {
                         coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp())::float8, 0)
                         """, logger: logger)
                     for try await (inRecovery, received, replayed, seconds) in rows.decode((Bool, String, String, Double).self) {
-                        // Nothing left to replay means no lag, however long ago the last write was.
+                        let replayPosition = parseLSN(replayed)
+                        // Nothing left to replay means no lag, however long ago the last write was; and replay
+                        // that advanced since the last probe is keeping up, even through a long transaction
+                        // that commits nothing for a while. Time lag counts only when replay is stuck.
                         let caughtUp = received == replayed
-                        let lagBytes = caughtUp ? 0 : primaryLSN.flatMap { p in parseLSN(replayed).map { max(0, p - $0) } }
-                        let probe = ReplicaProbe(inRecovery: inRecovery, lagBytes: lagBytes, lagSeconds: caughtUp ? 0 : seconds)
+                        let progressing = replayPosition != nil && lastReplayed[replica.name].map { replayPosition! > $0 } == true
+                        lastReplayed[replica.name] = replayPosition
+                        let lagBytes = caughtUp ? 0 : primaryLSN.flatMap { p in replayPosition.map { max(0, p - $0) } }
+                        let probe = ReplicaProbe(inRecovery: inRecovery, lagBytes: lagBytes,
+                                                 lagSeconds: caughtUp || progressing ? 0 : seconds)
                         changed = update(replica) { $0.probeSucceeded(probe) } || changed
                     }
                 } catch {
-                    connections[replica.name]?.close().whenComplete { _ in }
-                    connections[replica.name] = nil
+                    discard(replica.name)
                     let text = Self.describe(error)
                     changed = update(replica) { $0.probeFailed(text) } || changed
                 }
@@ -89,6 +100,7 @@ final class ReplicaMonitor: Sendable {
             try? await Task.sleep(for: configuration.routing.healthCheckInterval)
         }
         for connection in connections.values { try? await connection.close() }
+        connections.removeAll()
     }
 
     private func connect(_ server: ServerDefinition, user: UserDefinition, cache: inout [String: PostgresConnection]) async throws -> PostgresConnection {

@@ -78,7 +78,8 @@ public final class ProxyServer: Service, Sendable {
     /// Stops accepting, lets open transactions finish for up to `timeout`, then closes everything.
     public func drain(timeout: Duration) async {
         runtime.startDraining()
-        monitorTask.withLock { $0?.cancel() }
+        let monitor = monitorTask.withLock { task in defer { task = nil }; return task }
+        monitor?.cancel()
         let listener = self.listener.withLock { $0 }
         try? await listener?.close()
         runtime.logger.info("draining", metadata: ["clients": "\(runtime.clientCount)", "timeout": "\(timeout)"])
@@ -93,6 +94,15 @@ public final class ProxyServer: Service, Sendable {
         }
         for shard in runtime.allShards {
             try? await shard.eventLoop.submit { shard.closeAllSessions() }.get()
+        }
+        // Its connections must be closed before the event loops go away; a hung probe gets 2 s.
+        if let monitor {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await monitor.value }
+                group.addTask { try? await Task.sleep(for: .seconds(2)) }
+                await group.next()
+                group.cancelAll()
+            }
         }
         runtime.logger.info("drained")
     }
