@@ -1,9 +1,8 @@
 import Foundation
-import Logging
-import NIOCore
 import PostgresNIO
 import Synchronization
 import SwitchyardProxy
+import Testing
 
 // Helpers for the read/write-routing tests (Tests/IntegrationTests/Routing): a proxy with
 // replicas in its `[servers]`, control of the test cluster's replica (stop/start, pause/resume
@@ -38,31 +37,44 @@ struct RoutingServerEntry: Sendable {
     static let unreachable = RoutingServerEntry(name: "replica2", host: "127.0.0.1", port: 1, role: "replica")
 }
 
-/// A Switchyard proxy in this process (like ``TestProxy``) whose configuration has replicas and the
-/// routing keys: health checks as `app` every 0.2 s, hysteresis 2.
+/// A Switchyard proxy whose configuration has replicas and the routing keys (health checks as `app`
+/// every 0.2 s, hysteresis 2), run as a child process: the real `switchyard` executable that
+/// `swift build --build-tests` puts next to the test bundle.
+///
+/// Not in-process like ``TestProxy``: with replicas configured, ReplicaMonitor drops a live
+/// PostgresConnection when a probe throws (ReplicaMonitor.swift:61 and :81-82), and postgres-nio's
+/// `assert(isClosed)` in its deinit then kills the process (debug builds). A probe in flight when
+/// `drain` cancels the monitor is enough, so stopping an in-process proxy would now and then crash
+/// the whole test run. A child crash is reported as a test failure instead, and the proxy is stopped
+/// with SIGKILL (no drain), so the crash at shutdown does not blur what each test checks;
+/// `IntegrationTests.Routing.Health.monitorSurvivesFailingPrimaryProbe` covers that bug itself.
 final class RoutingProxy: Sendable {
-    let server: ProxyServer
-    let configuration: ProxyConfiguration
     let port: Int
+    let directory: String
+    let configurationText: String
+    private let process: Process
 
-    private init(server: ProxyServer, configuration: ProxyConfiguration, port: Int) {
-        self.server = server
-        self.configuration = configuration
-        self.port = port
+    private init(process: Process, port: Int, directory: String, configurationText: String) {
+        (self.process, self.port, self.directory, self.configurationText) = (process, port, directory, configurationText)
     }
 
     static let defaultSettings = [
-        "listen_addr": "127.0.0.1", "listen_port": "6432", "pool_mode": "transaction", "pool_size": "10",
+        "listen_addr": "127.0.0.1", "pool_mode": "transaction", "pool_size": "10", "log_level": "info",
         "health_check_user": "app", "health_check_interval": "0.2", "health_check_hysteresis": "2",
     ]
+
+    /// The executable built next to this test bundle.
+    static var executablePath: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("switchyard").path
+    }
 
     /// The configuration text: `settings` over ``defaultSettings`` in `[switchyard]`, the primary and
     /// `replicas` in `[servers]`, the four test users, each with `userOptions[name]` appended (e.g. `route=primary`).
     static func configurationText(
-        _ settings: [String: String], replicas: [RoutingServerEntry], userOptions: [String: String]
+        _ settings: [String: String], replicas: [RoutingServerEntry], userOptions: [String: String], primary: RoutingServerEntry = .primary
     ) -> String {
         let switchyard = defaultSettings.merging(settings) { $1 }
-        let servers = [RoutingServerEntry.primary] + replicas
+        let servers = [primary] + replicas
         let users = TestEnvironment.passwords.sorted { $0.key < $1.key }
         return """
             [switchyard]
@@ -76,33 +88,120 @@ final class RoutingProxy: Sendable {
             """
     }
 
+    /// Writes the configuration (validated here first, so a typo fails with the parser's message), starts
+    /// `switchyard run` with an empty signal mask, and waits until it accepts connections.
     static func start(
-        _ settings: [String: String] = [:], replicas: [RoutingServerEntry] = [.replica1], userOptions: [String: String] = [:]
+        _ settings: [String: String] = [:], replicas: [RoutingServerEntry] = [.replica1], userOptions: [String: String] = [:],
+        primary: RoutingServerEntry = .primary
     ) async throws -> RoutingProxy {
         try TestEnvironment.requirePostgres()
-        let text = configurationText(settings, replicas: replicas, userOptions: userOptions)
-        var configuration: ProxyConfiguration
+        guard FileManager.default.isExecutableFile(atPath: executablePath) else {
+            throw HarnessError("no switchyard executable at \(executablePath): run `swift build --build-tests` first")
+        }
+        let port = try routingFreePort()
+        var settings = settings
+        settings["listen_port"] = "\(port)"
+        let text = configurationText(settings, replicas: replicas, userOptions: userOptions, primary: primary)
         do {
-            configuration = try ProxyConfiguration.parse(text, fileName: "routing-test.conf")
+            _ = try ProxyConfiguration.parse(text, fileName: "routing-test.conf")
         } catch {
             throw HarnessError("routing test configuration rejected: \(error)\n\(text)")
         }
-        configuration.listenPort = 0
-        let server = try ProxyServer(configuration: configuration, logger: TestProxy.proxyLogger)
-        do {
-            let address = try await server.start()
-            guard let port = address.port else { throw HarnessError("proxy bound to \(address), which has no port") }
-            return RoutingProxy(server: server, configuration: configuration, port: port)
-        } catch {
-            await server.shutdownEventLoops()
-            throw error
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("switchyard-routing")).path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try text.write(toFile: directory + "/proxy.conf", atomically: true, encoding: .utf8)
+        let log = directory + "/switchyard.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let process = Process()
+        // Python clears the signal mask this thread would pass on, then execs the proxy (same PID).
+        process.executableURL = URL(fileURLWithPath: TestEnvironment.python)
+        process.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+                             executablePath, "run", "--config", directory + "/proxy.conf"]
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PG") }
+        // A crash report that is quick to produce (a full one of a debug binary can take many seconds).
+        environment["SWIFT_BACKTRACE"] = "enable=yes,threads=crashed,registers=none,images=none,limit=24,symbolicate=fast"
+        process.environment = environment
+        process.standardOutput = FileHandle(forWritingAtPath: log)
+        process.standardError = FileHandle(forWritingAtPath: log)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let proxy = RoutingProxy(process: process, port: port, directory: directory, configurationText: text)
+        let listening = await eventually(within: .seconds(15), every: .milliseconds(20)) {
+            (try? RawSocket.connect(port: port, timeout: .seconds(1)))?.close() != nil || !process.isRunning
         }
+        guard listening, process.isRunning else {
+            let output = proxy.log()
+            proxy.kill()
+            throw HarnessError("switchyard did not start listening on \(port):\n\(output)")
+        }
+        return proxy
     }
 
-    func stop() async {
-        await server.drain(timeout: .seconds(1))
-        await server.shutdownEventLoops()
+    var isRunning: Bool { process.isRunning }
+
+    /// The proxy's stdout and stderr (its log), the last `limit` characters.
+    func log(limit: Int = 6000) -> String {
+        String((try? String(contentsOfFile: directory + "/switchyard.log", encoding: .utf8))?.suffix(limit) ?? "")
     }
+
+    /// The interesting part of a crash report: the failure message and the crashed thread's top frames.
+    var crashSummary: String {
+        let lines = ((try? String(contentsOfFile: directory + "/switchyard.log", encoding: .utf8)) ?? "").components(separatedBy: "\n")
+        var summary = lines.filter { $0.contains("Assertion failed") || $0.contains("Precondition failed") || $0.contains("Fatal error") || $0.contains("Program crashed") }
+        if let crashed = lines.firstIndex(where: { $0.contains(" crashed:") }) {
+            summary += lines[crashed..<min(lines.count, crashed + 12)].filter { !$0.isEmpty }
+        }
+        let exit = process.isRunning ? "running" : "exited with \(process.terminationReason == .uncaughtSignal ? "signal" : "status") \(process.terminationStatus)"
+        return "switchyard \(exit)\n" + (summary.isEmpty ? log(limit: 2000) : summary.joined(separator: "\n"))
+    }
+
+    /// SIGKILL, then wait for the exit (bounded); removes the directory unless `keepDirectory`.
+    func kill(keepDirectory: Bool = false) {
+        if process.isRunning {
+            Foundation.kill(process.processIdentifier, SIGKILL)
+            let deadline = Date().addingTimeInterval(10)
+            while process.isRunning, Date() < deadline { usleep(10_000) }
+        }
+        if !keepDirectory { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    /// SIGTERM (graceful drain), then waits up to `limit` for the exit. Returns the termination
+    /// (`signal` or `exit`, and the number), or nil if it is still running.
+    func terminate(within limit: TimeInterval = 15) -> (signal: Bool, status: Int32)? {
+        guard process.isRunning else { return (process.terminationReason == .uncaughtSignal, process.terminationStatus) }
+        Foundation.kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(limit)
+        while process.isRunning, Date() < deadline { usleep(10_000) }
+        return process.isRunning ? nil : (process.terminationReason == .uncaughtSignal, process.terminationStatus)
+    }
+
+    /// Stops the proxy; records an issue if it had died on its own during the test.
+    func stop() {
+        if !process.isRunning {
+            Issue.record("the switchyard process died during the test:\n\(crashSummary)")
+        }
+        kill()
+    }
+}
+
+/// A TCP port nothing listens on right now (the kernel's pick for port 0).
+func routingFreePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw HarnessError("socket() failed: errno \(errno)") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard bound == 0 else { throw HarnessError("bind() failed: errno \(errno)") }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// Starts a routing proxy, runs `body`, and always stops the proxy. With `waitForReplica`, it first
@@ -115,12 +214,18 @@ func withRoutingProxy<T>(
     if waitForReplica { try await ReplicaControl.ensureHealthy() }
     let proxy = try await RoutingProxy.start(settings, replicas: replicas, userOptions: userOptions)
     do {
-        if waitForReplica { try await waitUntilReadsReachReplica(port: proxy.port, user: probeUser) }
+        if waitForReplica {
+            do {
+                try await waitUntilReadsReachReplica(port: proxy.port, user: probeUser)
+            } catch {
+                throw HarnessError("\(error)\nproxy log:\n\(proxy.log(limit: 3000))")
+            }
+        }
         let result = try await body(proxy)
-        await proxy.stop()
+        proxy.stop()
         return result
     } catch {
-        await proxy.stop()
+        proxy.stop()
         throw error
     }
 }
@@ -174,8 +279,9 @@ enum ReplicaControl {
 
     /// `pg_ctl` on the replica's data directory as the OS user postgres (pg_ctl refuses root).
     static func pgctl(_ arguments: String, timeout: Duration = .seconds(90)) async throws -> ProcessResult {
-        let script = "cd / && runuser -u postgres -- \(RoutingCluster.pgBin)/pg_ctl -D '\(RoutingCluster.replicaDataDirectory)' \(arguments)"
-        return try await bash(script, timeout: timeout)
+        // Unmasked: the server pg_ctl starts must not inherit this process's blocked signals.
+        let script = "cd / && exec runuser -u postgres -- \(RoutingCluster.pgBin)/pg_ctl -D '\(RoutingCluster.replicaDataDirectory)' \(arguments)"
+        return try await runUnmaskedProcess("/bin/bash", ["-c", script], timeout: timeout)
     }
 
     static func isRunning() async throws -> Bool {
@@ -307,11 +413,33 @@ extension [BackendFrame] {
     }
 }
 
+/// Runs `executable` with an empty signal mask, under its own coreutils `timeout`. Children of this
+/// process inherit the blocked signals of the Dispatch/Swift-concurrency thread that spawned them
+/// (SIGALRM, SIGTERM, …): pgbench would never see its `-T` alarm and `timeout` could not fire. A tiny
+/// Python shim clears the mask and execs `timeout`, which then bounds the program as usual.
+///
+/// The shim also closes every inherited descriptor above stderr. Foundation learns that a child
+/// exited when its end of a socketpair, inherited across exec, reaches EOF; a daemon started
+/// underneath (`pg_ctl start` → postgres) would keep that socket open forever, so the child
+/// would never be reaped and `runProcess` would wait for ever.
+func runUnmaskedProcess(
+    _ executable: String, _ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(60)
+) async throws -> ProcessResult {
+    let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+    let shim = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])"
+    let arguments = ["-c", shim, "/usr/bin/timeout", "--kill-after=3", String(format: "%.1f", seconds), executable] + arguments
+    // The outer runProcess timeout is only a backstop: the inner `timeout` fires first.
+    var result = try await runProcess(TestEnvironment.python, arguments, environment: environment, timeout: timeout + .seconds(5))
+    result.command = ([executable] + arguments.dropFirst(6)).joined(separator: " ")
+    if result.exitCode == 124 || result.exitCode == 137 { result.timedOut = true }
+    return result
+}
+
 /// pgbench (full path) through a proxy, as `app`, with `arguments` (e.g. `-S -M simple -c 8 -T 3`).
 func routingPgbench(port: Int, database: String = "bench", _ arguments: [String], timeout: Duration = .seconds(60)) async throws -> ProcessResult {
     let all = ["-h", "127.0.0.1", "-p", "\(port)", "-U", "app", "-n"] + arguments + [database]
-    return try await runProcess(RoutingCluster.pgBin + "/pgbench", all, environment: libpqEnvironment(password: TestEnvironment.passwords["app"]),
-                                timeout: timeout)
+    return try await runUnmaskedProcess(RoutingCluster.pgBin + "/pgbench", all,
+                                        environment: libpqEnvironment(password: TestEnvironment.passwords["app"]), timeout: timeout)
 }
 
 /// A value shared by concurrent test tasks (Mutex itself cannot be captured by escaping closures).

@@ -96,9 +96,10 @@ extension IntegrationTests.Routing {
                                 with psycopg.connect(DSN, autocommit=True, prepare_threshold=None) as conn:
                                     replica = primary = 0
                                     for i in range(N):
+                                        k = t * 1000 + i + 1
                                         (rid,) = conn.execute(f"insert into {TABLE} (v, note) values (%s, %s) returning v",
-                                                              (t * 1000 + i, f"t{t}")).fetchone()
-                                        if rid != t * 1000 + i:
+                                                              (k, f"t{t}")).fetchone()
+                                        if rid != k:
                                             fail(f"insert returned {rid}")
                                         on_replica, doubled = conn.execute("select pg_is_in_recovery(), %s::int * 2", (t * 1000 + i,)).fetchone()
                                         if doubled != (t * 1000 + i) * 2:
@@ -108,7 +109,7 @@ extension IntegrationTests.Routing {
                                         else:
                                             primary += 1
                                         with conn.transaction():
-                                            conn.execute(f"insert into {TABLE} (v, note) values (%s, %s)", (-(t * 1000 + i), f"t{t}"))
+                                            conn.execute(f"insert into {TABLE} (v, note) values (%s, %s)", (-k, f"t{t}"))
                                             (count, rec) = conn.execute(f"select count(*), pg_is_in_recovery() from {TABLE} where note = %s", (f"t{t}",)).fetchone()
                                             if count != 2 * (i + 1) or rec:
                                                 fail(f"thread {t} step {i}: transaction saw {count} rows (recovery={rec})")
