@@ -128,6 +128,42 @@ extension IntegrationTests.Routing {
             }
         }
 
+        /// A replica that keeps up must stay in rotation while the primary runs a long write transaction:
+        /// WAL streams and is replayed continuously, but no commit is replayed for a while, so
+        /// `now() - pg_last_xact_replay_timestamp()` grows although the replica misses nothing committed.
+        /// (ReplicaMonitor takes exactly that as the lag in seconds whenever receive and replay positions
+        /// differ at the probe, so with max_replica_lag_seconds = 2 such a replica is thrown out.)
+        @Test func longWriteTransactionDoesNotExcludeCaughtUpReplica() async throws {
+            try await withRoutingFixture { fixture in
+                try await withRoutingProxy(["max_replica_lag_seconds": "2"]) { proxy in
+                    // ~5 s in one transaction, writing WAL every 0.2 s, committing only at the end.
+                    async let writer = fixture.primary([
+                        "do $$ begin for i in 1..25 loop insert into \(fixture.table) (v, note) select g, 'long' from generate_series(1, 500) g; perform pg_sleep(0.2); end loop; end $$",
+                    ])
+                    var onReplica = 0, onPrimary = 0
+                    var sinceLastReplayedCommit = 0.0
+                    try await withNIOConnection(port: proxy.port) { connection in
+                        let end = ContinuousClock.now + .seconds(5)
+                        while ContinuousClock.now < end {
+                            let answer = try await connection.values("select pg_is_in_recovery()", as: Bool.self)
+                            if answer == [true] { onReplica += 1 } else { onPrimary += 1 }
+                            if let seconds = Double(try await ReplicaControl.query(
+                                "select coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp()), 0)")) {
+                                sinceLastReplayedCommit = max(sinceLastReplayedCommit, seconds)
+                            }
+                        }
+                    }
+                    _ = try await writer
+                    #expect(try await fixture.primaryCount(note: "long") == 25 * 500)
+                    #expect(onPrimary == 0, """
+                        \(onPrimary) of \(onReplica + onPrimary) reads went to the primary while the replica kept up with a long \
+                        write transaction (up to \(String(format: "%.1f", sinceLastReplayedCommit)) s since the last replayed commit); \
+                        proxy log:\n\(proxy.log(limit: 1500))
+                        """)
+                }
+            }
+        }
+
         // MARK: The monitor's own failures
 
         /// A failing primary probe must not take the proxy down. Here the configured primary is really a
