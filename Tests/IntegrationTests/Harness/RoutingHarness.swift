@@ -63,9 +63,11 @@ final class RoutingProxy: Sendable {
         "health_check_user": "app", "health_check_interval": "0.2", "health_check_hysteresis": "2",
     ]
 
-    /// The executable built next to this test bundle.
+    /// The executable built next to this test bundle, or `$SWITCHYARD_ROUTING_PROXY_BINARY` (to try a
+    /// candidate fix against these tests without rebuilding them).
     static var executablePath: String {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("switchyard").path
+        if let override = TestEnvironment.variables["SWITCHYARD_ROUTING_PROXY_BINARY"], !override.isEmpty { return override }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("switchyard").path
     }
 
     /// The configuration text: `settings` over ``defaultSettings`` in `[switchyard]`, the primary and
