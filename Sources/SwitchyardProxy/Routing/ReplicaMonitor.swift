@@ -51,8 +51,9 @@ final class ReplicaMonitor: Sendable {
         var lastReplayed: [String: Int64] = [:]
         var round = 0
         func discard(_ name: String) {
-            // postgres-nio wants every connection closed before it goes away.
-            connections.removeValue(forKey: name)?.close().whenComplete { _ in }
+            // postgres-nio wants every connection closed before it goes away: keep it until it is.
+            guard let connection = connections.removeValue(forKey: name) else { return }
+            connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
         }
         while !Task.isCancelled {
             var primaryLSN: Int64?
