@@ -49,6 +49,8 @@ final class ReplicaMonitor: Sendable {
         var connections: [String: PostgresConnection] = [:]
         /// Each replica's replay position at the previous probe: replay that moves is keeping up.
         var lastReplayed: [String: Int64] = [:]
+        /// When each replica was last seen caught up or replaying: time lag is how long replay has been stuck.
+        var lastProgress: [String: ContinuousClock.Instant] = [:]
         var round = 0
         func discard(_ name: String) {
             // postgres-nio wants every connection closed before it goes away: keep it until it is.
@@ -86,8 +88,10 @@ final class ReplicaMonitor: Sendable {
                         let progressing = replayPosition != nil && lastReplayed[replica.name].map { replayPosition! > $0 } == true
                         lastReplayed[replica.name] = replayPosition
                         let lagBytes = caughtUp ? 0 : primaryLSN.flatMap { p in replayPosition.map { max(0, p - $0) } }
-                        let probe = ReplicaProbe(inRecovery: inRecovery, lagBytes: lagBytes,
-                                                 lagSeconds: caughtUp || progressing ? 0 : seconds)
+                        let now = ContinuousClock.now
+                        if caughtUp || progressing { lastProgress[replica.name] = now }
+                        let stuckFor = lastProgress[replica.name].map { Self.seconds(now - $0) } ?? seconds
+                        let probe = ReplicaProbe(inRecovery: inRecovery, lagBytes: lagBytes, lagSeconds: stuckFor)
                         changed = update(replica) { $0.probeSucceeded(probe) } || changed
                     }
                 } catch {
@@ -166,6 +170,11 @@ final class ReplicaMonitor: Sendable {
         for shard in runtime.allShards {
             shard.eventLoop.execute { shard.updateEligibleReplicas(eligible) }
         }
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        let (seconds, attoseconds) = duration.components
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
 
     static func describe(_ error: Error) -> String {

@@ -55,6 +55,10 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     private var unnamedStatementClass: StatementClassification?
     /// After a locally refused extended-protocol message, the rest up to Sync is dropped, as Postgres does.
     private var discardingUntilSync = false
+    /// An extended-protocol batch carrying `switchyard.route` that Switchyard answers itself, up to Sync.
+    private var localBatch: RouteCommand?
+    /// Named statements that are `switchyard.route` commands, answered locally whenever bound.
+    private var localStatements: [String: RouteCommand] = [:]
     /// The client's view of the tracked session parameters (lower-cased names).
     private var clientParameters: [String: String] = [:]
     /// ReadyForQuery messages still owed for parameter-synchronisation queries Switchyard injected.
@@ -334,8 +338,10 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             }
             return
         }
+        if localBatch != nil, answerLocallyInBatch(message) { return }
         let idleBetweenUnits = pending.isEmpty && waitID == nil && (backend == nil || tracker.isIdle)
         if idleBetweenUnits, message.id == FrontendMessageID.query, answerLocally(message) { return }
+        if idleBetweenUnits, startLocalBatch(message) { return }
         if backend == nil, pending.isEmpty, waitID == nil {
             pending.append(message)
             return startUnit()
@@ -365,6 +371,67 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             BackendMessage.readyForQuery(status, into: &buffer)
         }
         logger.debug("answered switchyard.route command", metadata: ["route": "\(planner.setting.rawValue)"])
+        return true
+    }
+
+    /// A Parse of `SET/SHOW switchyard.route` (or a Bind of one prepared earlier) opens a batch that
+    /// Switchyard answers message by message, as Postgres would, up to the Sync.
+    private func startLocalBatch(_ message: WireMessage) -> Bool {
+        switch message.id {
+        case FrontendMessageID.parse:
+            guard let classification = classify(message), let command = classification.routeCommand,
+                  classification.statementCount == 1, let (name, _) = StatementNames.parse(message) else { return false }
+            if !name.isEmpty { localStatements[name] = command }
+            localBatch = command
+            writeToClient { $0.writeMessage(id: BackendMessageID.parseComplete) { _ in } }
+            return true
+        case FrontendMessageID.bind:
+            guard let bind = StatementNames.bind(message), let command = localStatements[bind.statement] else { return false }
+            localBatch = command
+            writeToClient { $0.writeMessage(id: BackendMessageID.bindComplete) { _ in } }
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Answers one message of a local batch; false hands it back to the normal path (a new statement).
+    private func answerLocallyInBatch(_ message: WireMessage) -> Bool {
+        guard let command = localBatch else { return false }
+        let isShow = command == .show
+        switch message.id {
+        case FrontendMessageID.bind:
+            writeToClient { $0.writeMessage(id: BackendMessageID.bindComplete) { _ in } }
+        case FrontendMessageID.describe:
+            let describesStatement = message.body.getInteger(at: message.body.readerIndex, as: UInt8.self) == UInt8(ascii: "S")
+            writeToClient { buffer in
+                if describesStatement {
+                    buffer.writeMessage(id: BackendMessageID.parameterDescription) { $0.writeInteger(Int16(0)) }
+                }
+                if isShow {
+                    BackendMessage.rowDescription(columns: ["switchyard.route"], into: &buffer)
+                } else {
+                    buffer.writeMessage(id: BackendMessageID.noData) { _ in }
+                }
+            }
+        case FrontendMessageID.execute:
+            if case .set(let setting) = command { planner.setting = setting }
+            writeToClient { buffer in
+                if isShow { BackendMessage.dataRow([self.planner.setting.rawValue], into: &buffer) }
+                BackendMessage.commandComplete(isShow ? "SHOW" : "SET", into: &buffer)
+            }
+        case FrontendMessageID.close:
+            writeToClient { $0.writeMessage(id: BackendMessageID.closeComplete) { _ in } }
+        case FrontendMessageID.flush:
+            break
+        case FrontendMessageID.sync:
+            localBatch = nil
+            let status = backend == nil ? TransactionStatus.idle : tracker.status
+            writeToClient { BackendMessage.readyForQuery(status, into: &$0) }
+        default:
+            localBatch = nil
+            return false
+        }
         return true
     }
 
@@ -617,6 +684,15 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
 
     func leaseFailed(_ error: ErrorFields) {
         waitID = nil
+        if case .relaying = phase, unit.role == .replica, unit.retries < 2, let failed = pool?.server.name {
+            // Nothing was sent yet: read from another replica, or the primary.
+            logger.warning("could not reach replica; reading elsewhere", metadata: ["server": "\(failed)", "error": "\(error)"])
+            runtime.counters.replicaFailureRetries.add(1, ordering: .relaxed)
+            let retries = unit.retries + 1
+            startUnit(target: .replica, excluding: failed)
+            unit.retries = retries
+            return
+        }
         logger.warning("no server connection for client", metadata: ["error": "\(error)"])
         fail(ErrorFields(severity: .fatal, code: error.code, message: error.message, detail: error.detail, hint: error.hint))
     }
