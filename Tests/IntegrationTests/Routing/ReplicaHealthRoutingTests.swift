@@ -194,9 +194,10 @@ extension IntegrationTests.Routing {
             var outcomes: [String] = []
             for _ in 0..<8 {
                 let proxy = try await RoutingProxy.start()
-                let exit = proxy.terminate(within: 60)
+                let (exit, took) = await timed { proxy.terminate(within: 60) }
                 if let exit, !exit.signal, exit.status == 0 {
                     outcomes.append("clean")
+                    #expect(took < .seconds(10), "a drain with no clients took \(took):\n\(proxy.log(limit: 2000))")
                 } else {
                     outcomes.append(exit.map { "\($0.signal ? "signal" : "status") \($0.status)" } ?? "still running")
                     Issue.record("SIGTERM right after start-up: \(proxy.crashSummary)")
@@ -205,6 +206,30 @@ extension IntegrationTests.Routing {
                 if outcomes.last != "clean" { break }
             }
             #expect(outcomes.allSatisfy { $0 == "clean" }, "\(outcomes)")
+        }
+
+        // MARK: Shutdown (found while testing the above)
+
+        /// A client that connects and leaves right before SIGTERM must not hold up the drain: with no
+        /// session left, the proxy should exit at once, not after shutdown_timeout. (Today a channel closed
+        /// before it became active gets no channelInactive, so ClientSession never calls
+        /// shard.sessionClosed and the drain loop waits for a session that no longer exists.)
+        @Test func clientLeavingJustBeforeSIGTERMDoesNotHoldUpDrain() async throws {
+            var durations: [Duration] = []
+            for _ in 0..<4 {
+                // No replicas and no health monitor: nothing but the listener and the one short-lived client.
+                let proxy = try await RoutingProxy.start(["shutdown_timeout": "4"], replicas: [], omitting: ["health_check_user"])
+                let socket = try RawSocket.connect(port: proxy.port)
+                socket.close()
+                let (exit, took) = await timed { proxy.terminate(within: 30) }
+                durations.append(took)
+                #expect(exit.map { !$0.signal && $0.status == 0 } == true, "\(proxy.crashSummary)")
+                proxy.kill()
+            }
+            #expect(durations.allSatisfy { $0 < .seconds(2) }, """
+                drains with no client left took \(durations) (shutdown_timeout = 4 s): a session whose channel \
+                closed before becoming active stays registered in its PoolShard
+                """)
         }
 
         // MARK: 10. No reachable replica
