@@ -1,5 +1,6 @@
 import Foundation
 import PostgresNIO
+import SwitchyardProxy
 import Testing
 
 extension IntegrationTests.Routing {
@@ -162,6 +163,18 @@ extension IntegrationTests.Routing {
                         """)
                 }
             }
+        }
+
+        /// Durations accept decimals (README, Configuration), so max_replica_lag_seconds = 1.5 must mean 1.5 s.
+        /// (ProxyConfiguration+Parsing.swift buildRouting keeps only `.components.seconds`: 1.5 → 1, 0.5 → 0,
+        /// i.e. any replica not fully caught up at the probe is excluded.)
+        @Test(arguments: ["1.5", "0.5"])
+        func fractionalMaxReplicaLagSeconds(value: String) throws {
+            let text = RoutingProxy.configurationText(["max_replica_lag_seconds": value, "listen_port": "6432"],
+                                                      replicas: [.replica1], userOptions: [:])
+            let configuration = try ProxyConfiguration.parse(text, fileName: "routing-test.conf")
+            #expect(configuration.routing.maxLagSeconds == Double(value)!,
+                    "max_replica_lag_seconds = \(value) parsed as \(configuration.routing.maxLagSeconds)")
         }
 
         // MARK: The monitor's own failures
