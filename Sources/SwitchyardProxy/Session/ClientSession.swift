@@ -111,6 +111,11 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         shard.sessionOpened(self)
     }
 
+    /// A channel that closes before it ever became active never sees channelInactive: forget it here too.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        shard.sessionClosed(self)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         switch phase {
