@@ -8,8 +8,8 @@ import Foundation
 public struct ParameterSync: Sendable, Equatable {
     /// Parameters followed by default; the names are matched case-insensitively, as Postgres does.
     public static let defaultNames: [String] = [
-        "application_name", "client_encoding", "datestyle", "intervalstyle", "search_path",
-        "standard_conforming_strings", "timezone",
+        "application_name", "client_encoding", "datestyle", "default_transaction_read_only", "intervalstyle",
+        "search_path", "standard_conforming_strings", "timezone",
     ]
 
     public let names: Set<String>
