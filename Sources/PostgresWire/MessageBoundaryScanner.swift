@@ -12,6 +12,8 @@ public struct ScannedMessage: Sendable, Equatable {
     public var startedInThisBuffer: Bool
     /// The body, for the message types the scanner was asked to capture (small ones only).
     public var body: ByteBuffer?
+    /// The whole message's length in bytes, type byte and length word included.
+    public var length: Int = 0
 }
 
 /// Finds message boundaries in a byte stream without buffering or decoding message bodies.
@@ -92,6 +94,7 @@ public struct MessageBoundaryScanner: Sendable {
     }
 
     private var currentID: UInt8 = 0
+    private var currentLength = 0
 
     mutating func beginBody(id: UInt8, length: Int32) throws {
         guard length >= 4 else { throw FrameDecodingError.invalidLength(length) }
@@ -99,6 +102,7 @@ public struct MessageBoundaryScanner: Sendable {
             throw FrameDecodingError.messageTooLarge(length: Int(length), limit: maximumLength)
         }
         currentID = id
+        currentLength = Int(length) + 1
         remainingBody = Int(length) - 4
         firstBodyByte = nil
         inBody = true
@@ -110,7 +114,7 @@ public struct MessageBoundaryScanner: Sendable {
         inBody = false
         let message = ScannedMessage(
             id: currentID, firstBodyByte: firstBodyByte, endOffset: endOffset,
-            startedInThisBuffer: messageStartedInThisBuffer, body: capture.map { ByteBuffer(bytes: $0) })
+            startedInThisBuffer: messageStartedInThisBuffer, body: capture.map { ByteBuffer(bytes: $0) }, length: currentLength)
         messageStartedInThisBuffer = false
         capture = nil
         try onMessage(message)

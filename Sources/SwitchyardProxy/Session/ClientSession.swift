@@ -782,6 +782,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         if unit.holdingResponse { return holdResponse(buffer) }
         var forwardedUpTo = 0
         var splitAnswer = false
+        let transactionMode = runtime.configuration.poolMode == .transaction
         do {
             try backendScanner.scan(buffer) { message in
                 if message.id == BackendMessageID.readyForQuery {
@@ -789,11 +790,17 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
                 } else if let body = message.body {
                     noteParameterStatus(body, clientSeesIt: true)
                 }
-                let (forward, synthesized) = sequence(message.id)
+                var (forward, synthesized) = sequence(message.id)
+                if message.id == BackendMessageID.errorResponse, transactionMode, tracker.awaitedReadyForQuery == 0,
+                   !tracker.extendedBatchOpen, message.startedInThisBuffer {
+                    // An error after the unit's last ReadyForQuery is the server's own (it is shutting down):
+                    // the client's work is done and must not be cut off for it. The server closes; the pool copes.
+                    logger.notice("server reported an error between transactions; not passed to the client")
+                    forward = false
+                }
                 if !forward {
-                    // Only ParseComplete/CloseComplete (5 bytes) are cut out.
                     guard message.startedInThisBuffer else { splitAnswer = true; return }
-                    writeToClient(buffer, from: forwardedUpTo, to: message.endOffset - 5)
+                    writeToClient(buffer, from: forwardedUpTo, to: message.endOffset - message.length)
                     forwardedUpTo = message.endOffset
                 }
                 if !synthesized.isEmpty {
