@@ -748,7 +748,9 @@ chmod 755 "$WORK"
 if [ -n "$TABLE_WORKLOADS" ]; then
   start_pgbouncer
   if [ "$SKIP_SWITCHYARD" != 1 ]; then
-    write_config "$WORK/proxy.conf" "listen_port=$PROXY_PORT"
+    # Like for like with direct and PgBouncer: every statement to the primary (COMPARE_ROUTE).
+    # Routing to the replica is measured on its own in the read-heavy section.
+    write_config "$WORK/proxy.conf" "listen_port=$PROXY_PORT" "default_route=${COMPARE_ROUTE:-primary}"
     start_switchyard main "$PROXY_PORT" "$WORK/proxy.conf"
   fi
 fi

@@ -20,6 +20,7 @@ final class PoolShard: @unchecked Sendable {
     /// Classifications by statement text: apps repeat the same few hundred statements.
     private var classifications: [ByteBuffer: StatementClassification] = [:]
     static let classificationCacheLimit = 10_000
+    static let cachedStatementLength = 256
 
     init(eventLoop: EventLoop, settings: PoolSettings, runtime: ProxyRuntime, logger: Logger) {
         self.eventLoop = eventLoop
@@ -60,6 +61,11 @@ final class PoolShard: @unchecked Sendable {
 
     /// Classifies statement text, from the cache when it was seen before.
     func classify(_ sql: ByteBuffer) -> StatementClassification {
+        // Short statements classify faster than a hash, copy and insert would cost (and often carry
+        // literals that never repeat): only long ones are worth remembering.
+        guard sql.readableBytes >= Self.cachedStatementLength else {
+            return sql.withUnsafeReadableBytes { classifier.classify($0) }
+        }
         if let known = classifications[sql] { return known }
         let classification = sql.withUnsafeReadableBytes { classifier.classify($0) }
         if classifications.count >= Self.classificationCacheLimit { classifications.removeAll(keepingCapacity: true) }

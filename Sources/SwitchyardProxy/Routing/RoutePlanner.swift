@@ -8,7 +8,7 @@ public struct RoutePlanner: Sendable, Equatable {
     /// `SET switchyard.route`, initialised from the user's `route` or `default_route`.
     public var setting: RouteSetting
     /// The session ran `SET default_transaction_read_only = on` (or SESSION CHARACTERISTICS).
-    public private(set) var sessionReadOnly = false
+    public var sessionReadOnly = false
 
     public init(setting: RouteSetting) {
         self.setting = setting

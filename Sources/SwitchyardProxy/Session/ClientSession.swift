@@ -448,6 +448,8 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
                                     message: "terminating connection because Switchyard is shutting down"))
         }
         var target = forced ?? .primary
+        // Postgres reports default_transaction_read_only, so the client's view of it is always current.
+        if let readOnly = clientParameters["default_transaction_read_only"] { planner.sessionReadOnly = readOnly == "on" }
         if forced == nil, runtime.configuration.poolMode == .transaction, let classification = routingClass(of: first) {
             target = planner.target(for: classification)
         }
@@ -506,7 +508,11 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
 
     private func forward(_ message: WireMessage, to backend: BackendConnection) {
         tracker.clientSent(message.id)
-        if message.id == FrontendMessageID.query || message.id == FrontendMessageID.parse, let classification = classify(message) {
+        // Classification matters here only on a replica (a BEGIN pins the unit there) or to route a
+        // named statement's later Binds; on the primary everything may run anyway.
+        let needsClass = unit.role == .replica
+            || (message.id == FrontendMessageID.parse && message.bytes.getInteger(at: message.bytes.readerIndex + 5, as: UInt8.self) != 0)
+        if needsClass, message.id == FrontendMessageID.query || message.id == FrontendMessageID.parse, let classification = classify(message) {
             if case .begin? = classification.transactionControl { unit.explicitTransaction = true }
             planner.observe(classification)
             if message.id == FrontendMessageID.parse {
@@ -832,7 +838,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     /// a 25006 (read-only transaction) means the classifier let a write through, and the statement
     /// is re-run on the primary before the client sees anything.
     private func holdResponse(_ buffer: ByteBuffer) {
-        unit.held.writeImmutableBuffer(buffer)
+        if unit.held.readableBytes == 0 { unit.held = buffer } else { unit.held.writeImmutableBuffer(buffer) }
         var view = unit.held
         view.moveReaderIndex(forwardBy: unit.heldScanned)
         while let (id, length) = view.peekFrameHeader(), length >= 4 {
@@ -842,9 +848,14 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             if isFirstRow, !unit.readOnlyViolation { return releaseHeldResponse() }
             guard view.readableBytes >= Int(length) + 1 else { return }
             let message = view.readSlice(length: Int(length) + 1)!
-            unit.heldScanned += Int(length) + 1
             let (forward, synthesized) = sequence(id)
-            if forward { unit.heldOutput.writeImmutableBuffer(message) }
+            if unit.heldOutputIsVerbatim, !forward || !synthesized.isEmpty {
+                // From here on the client gets something other than the bytes as held: start a copy.
+                unit.heldOutput.writeImmutableBuffer(unit.held.getSlice(at: unit.held.readerIndex, length: unit.heldScanned)!)
+                unit.heldOutputIsVerbatim = false
+            }
+            unit.heldScanned += Int(length) + 1
+            if forward, !unit.heldOutputIsVerbatim { unit.heldOutput.writeImmutableBuffer(message) }
             sendSynthesized(synthesized)
             switch id {
             case BackendMessageID.errorResponse:
@@ -865,9 +876,13 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
 
     /// Stops holding: what was held goes to the client, the rest streams through.
     private func releaseHeldResponse() {
-        let held = unit.held, scanned = unit.heldScanned, output = unit.heldOutput
+        let held = unit.held, scanned = unit.heldScanned, output = unit.heldOutput, verbatim = unit.heldOutputIsVerbatim
         unit.stopRetaining()
-        if output.readableBytes > 0 { context.write(wrapOutboundOut(output), promise: nil) }
+        if verbatim {
+            if scanned > 0 { context.write(wrapOutboundOut(held.getSlice(at: held.readerIndex, length: scanned)!), promise: nil) }
+        } else if output.readableBytes > 0 {
+            context.write(wrapOutboundOut(output), promise: nil)
+        }
         let rest = held.getSlice(at: held.readerIndex + scanned, length: held.readableBytes - scanned)!
         if rest.readableBytes > 0 { backendReceived(rest) }
     }
@@ -1046,8 +1061,10 @@ struct UnitOfWork {
     var retainForRetry: Bool { holdingResponse }
     var held = ByteBuffer()
     var heldScanned = 0
-    /// What the client will get of the held answer (injected requests' answers cut out).
+    /// What the client will get of the held answer, once it differs from the bytes held
+    /// (injected requests' answers cut out, made-up ones added); until then nothing is copied.
     var heldOutput = ByteBuffer()
+    var heldOutputIsVerbatim = true
     var readOnlyViolation = false
     var retries = 0
 
@@ -1062,5 +1079,6 @@ struct UnitOfWork {
         held = ByteBuffer()
         heldScanned = 0
         heldOutput = ByteBuffer()
+        heldOutputIsVerbatim = true
     }
 }
