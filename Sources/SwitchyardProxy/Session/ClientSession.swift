@@ -360,6 +360,9 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
 
     /// `SET switchyard.route ...` and `SHOW switchyard.route` sent alone are answered by Switchyard itself.
     private func answerLocally(_ query: WireMessage) -> Bool {
+        // Cheap pre-check: route commands start with SET or SHOW (or a comment before them).
+        guard let first = query.bytes.readableBytesView.dropFirst(5).first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x09 && $0 != 0x0D }),
+              first | 0x20 == UInt8(ascii: "s") || first == UInt8(ascii: "/") || first == UInt8(ascii: "-") else { return false }
         let classification = classify(query)
         guard let command = classification?.routeCommand, classification?.statementCount == 1 else { return false }
         let status = backend == nil ? TransactionStatus.idle : tracker.status
@@ -1059,11 +1062,13 @@ struct UnitOfWork {
     /// True while the server's answer is held back (replica autocommit reads, until rows arrive).
     private(set) var holdingResponse: Bool
     var retainForRetry: Bool { holdingResponse }
-    var held = ByteBuffer()
+    /// Shared empty storage: a unit that never holds anything allocates nothing (writes copy on write).
+    static let noBytes = ByteBuffer()
+    var held = UnitOfWork.noBytes
     var heldScanned = 0
     /// What the client will get of the held answer, once it differs from the bytes held
     /// (injected requests' answers cut out, made-up ones added); until then nothing is copied.
-    var heldOutput = ByteBuffer()
+    var heldOutput = UnitOfWork.noBytes
     var heldOutputIsVerbatim = true
     var readOnlyViolation = false
     var retries = 0
@@ -1076,9 +1081,9 @@ struct UnitOfWork {
     mutating func stopRetaining() {
         holdingResponse = false
         sent.removeAll()
-        held = ByteBuffer()
+        held = UnitOfWork.noBytes
         heldScanned = 0
-        heldOutput = ByteBuffer()
+        heldOutput = UnitOfWork.noBytes
         heldOutputIsVerbatim = true
     }
 }

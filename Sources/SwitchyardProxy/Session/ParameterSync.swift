@@ -78,6 +78,8 @@ public struct ParameterSync: Sendable, Equatable {
 
     /// The query that gives `server` the client's values, or nil when they already agree.
     public func synchronization(client: [String: String], server: [String: String]) -> String? {
+        // Checked once per transaction: the usual answer, "nothing to do", allocates nothing.
+        guard client.contains(where: { server[$0.key] != $0.value }) else { return nil }
         let changes = client.filter { server[$0.key] != $0.value }.sorted { $0.key < $1.key }
         guard !changes.isEmpty else { return nil }
         let calls = changes.map { "pg_catalog.set_config(\(Self.literal($0.key)), \(Self.literal($0.value)), false)" }
