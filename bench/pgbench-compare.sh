@@ -19,6 +19,7 @@
 #   WORKLOADS ["select-only tpcb-like read-heavy"]
 #                   pgbench -b builtin scripts for the table; "read-heavy" enables section 2
 #   SWITCHYARD_CONFIG [<repo>/proxy.conf]       config copied for the proxy (listen_port is rewritten)
+#   COMPARE_ROUTE [primary]                     default_route of the table's Switchyard (like for like)
 #   PROXY_PORT [6432], PGBOUNCER_PORT [16432]   where Switchyard / pgbouncer listen
 #   PRIMARY_ONLY_PORT [PROXY_PORT+1]            Switchyard with default_route = primary (section 2)
 #   ALLOC_PORT [PROXY_PORT+2]                   Switchyard under the malloc counter (section 4)
