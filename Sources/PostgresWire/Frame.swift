@@ -95,27 +95,3 @@ public struct WireMessage: Sendable, Equatable {
         return WireMessage(id: id, bytes: buffer)
     }
 }
-
-/// Like ``FrameDecoder`` but keeps each message whole, for relaying.
-public struct WireMessageDecoder: NIOSingleStepByteToMessageDecoder {
-    public typealias InboundOut = WireMessage
-    public let maximumLength: Int
-
-    public init(maximumLength: Int) {
-        self.maximumLength = maximumLength
-    }
-
-    public mutating func decode(buffer: inout ByteBuffer) throws -> WireMessage? {
-        guard let (id, length) = buffer.peekFrameHeader() else { return nil }
-        guard length >= 4 else { throw FrameDecodingError.invalidLength(length) }
-        guard Int(length) <= maximumLength else {
-            throw FrameDecodingError.messageTooLarge(length: Int(length), limit: maximumLength)
-        }
-        guard buffer.readableBytes >= Int(length) + 1 else { return nil }
-        return WireMessage(id: id, bytes: buffer.readSlice(length: Int(length) + 1)!)
-    }
-
-    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> WireMessage? {
-        try decode(buffer: &buffer)
-    }
-}

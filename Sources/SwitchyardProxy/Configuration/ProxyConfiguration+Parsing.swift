@@ -90,10 +90,6 @@ extension ConfigurationParser {
         )
     }
 
-    static func fractionalSeconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
-
     /// The routing keys; health checks need a user whose server credentials they can borrow.
     func buildRouting(servers: [ServerDefinition], users: [String: UserDefinition]) -> RoutingConfiguration {
         let healthUser = setting("health_check_user")
@@ -107,7 +103,7 @@ extension ConfigurationParser {
             defaultRoute: choice("default_route", default: RouteSetting.auto),
             fallbackToPrimary: oneOf("replica_fallback", default: "primary", ["primary", "error"]) == "primary",
             maxLagBytes: Int64(int("max_replica_lag", default: 16 << 20, 0...Int.max)),
-            maxLagSeconds: Self.fractionalSeconds(seconds("max_replica_lag_seconds", default: 10)),
+            maxLagSeconds: seconds("max_replica_lag_seconds", default: 10).inSeconds,
             healthCheckInterval: seconds("health_check_interval", default: 1, allowZero: false),
             healthCheckHysteresis: int("health_check_hysteresis", default: 3, 1...1000),
             healthCheckUser: healthUser?.value,
@@ -270,5 +266,12 @@ extension ClientSecret {
     /// The password itself when stored in plaintext; hashes cannot be used to log in to Postgres.
     var plaintextValue: String? {
         if case .plaintext(let password) = self { password } else { nil }
+    }
+}
+
+extension Duration {
+    /// The duration in (fractional) seconds.
+    var inSeconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

@@ -90,7 +90,7 @@ final class ReplicaMonitor: Sendable {
                         let lagBytes = caughtUp ? 0 : primaryLSN.flatMap { p in replayPosition.map { max(0, p - $0) } }
                         let now = ContinuousClock.now
                         if caughtUp || progressing { lastProgress[replica.name] = now }
-                        let stuckFor = lastProgress[replica.name].map { Self.seconds(now - $0) } ?? seconds
+                        let stuckFor = lastProgress[replica.name].map { (now - $0).inSeconds } ?? seconds
                         let probe = ReplicaProbe(inRecovery: inRecovery, lagBytes: lagBytes, lagSeconds: stuckFor)
                         changed = update(replica) { $0.probeSucceeded(probe) } || changed
                     }
@@ -170,11 +170,6 @@ final class ReplicaMonitor: Sendable {
         for shard in runtime.allShards {
             shard.eventLoop.execute { shard.updateEligibleReplicas(eligible) }
         }
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return Double(seconds) + Double(attoseconds) / 1e18
     }
 
     static func describe(_ error: Error) -> String {
