@@ -480,10 +480,8 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         case FrontendMessageID.query, FrontendMessageID.parse:
             return classify(message)
         case FrontendMessageID.bind:
-            var body = message.body
-            _ = body.readNullTerminatedString()
-            guard let statement = body.readNullTerminatedString() else { return nil }
-            return statement.isEmpty ? unnamedStatementClass : statementClasses[statement]
+            guard let bind = StatementNames.bind(message) else { return nil }
+            return bind.statement.isEmpty ? unnamedStatementClass : statementClasses[bind.statement]
         default:
             return nil
         }
@@ -491,10 +489,14 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
 
     /// Classifies the SQL text of a Query or Parse message.
     private func classify(_ message: WireMessage) -> StatementClassification? {
-        var body = message.body
-        if message.id == FrontendMessageID.parse {
-            guard body.readNullTerminatedString() != nil else { return nil }
-        } else if message.id != FrontendMessageID.query {
+        let body: ByteBuffer
+        switch message.id {
+        case FrontendMessageID.parse:
+            guard let (_, definition) = StatementNames.parse(message) else { return nil }
+            body = definition
+        case FrontendMessageID.query:
+            body = message.body
+        default:
             return nil
         }
         guard let end = body.readableBytesView.firstIndex(of: 0) else { return nil }
@@ -518,16 +520,11 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         if needsClass, message.id == FrontendMessageID.query || message.id == FrontendMessageID.parse, let classification = classify(message) {
             if case .begin? = classification.transactionControl { unit.explicitTransaction = true }
             planner.observe(classification)
-            if message.id == FrontendMessageID.parse {
-                var body = message.body
-                let name = body.readNullTerminatedString() ?? ""
+            if message.id == FrontendMessageID.parse, let (name, _) = StatementNames.parse(message) {
                 if name.isEmpty { unnamedStatementClass = classification } else { statementClasses[name] = classification }
             }
-        } else if message.id == FrontendMessageID.close {
-            var body = message.body
-            if body.readInteger(as: UInt8.self) == UInt8(ascii: "S"), let name = body.readNullTerminatedString() {
-                statementClasses[name] = nil
-            }
+        } else if message.id == FrontendMessageID.close, let target = StatementNames.target(message), target.kind == UInt8(ascii: "S") {
+            statementClasses[target.name] = nil
         }
         if unit.retainForRetry { unit.sent.append(message) }
         guard runtime.configuration.poolMode == .transaction else { return sendVerbatim(message, to: backend) }
