@@ -69,33 +69,55 @@ public enum BackendMessage {
         }
     }
 
-    /// RowDescription for text columns, as the admin console returns.
+    /// RowDescription for text columns.
     public static func rowDescription(columns: [String], into buffer: inout ByteBuffer) {
+        rowDescription(columns: columns.map { ($0, ColumnType.text) }, formats: [], into: &buffer)
+    }
+
+    /// RowDescription for columns Switchyard answers itself (admin console, route commands).
+    /// `formats` are the result format codes a Bind asked for: none (all text), one (for all), or one per column.
+    public static func rowDescription(columns: [(name: String, type: ColumnType)], formats: [Int16], into buffer: inout ByteBuffer) {
         buffer.writeMessage(id: BackendMessageID.rowDescription) { body in
             body.writeInteger(Int16(columns.count))
-            for column in columns {
-                body.writeNullTerminatedString(column)
+            for (index, column) in columns.enumerated() {
+                body.writeNullTerminatedString(column.name)
                 body.writeInteger(Int32(0)) // table OID
                 body.writeInteger(Int16(0)) // column number
-                body.writeInteger(Int32(25)) // text
-                body.writeInteger(Int16(-1))
+                body.writeInteger(column.type.oid)
+                body.writeInteger(column.type.size)
                 body.writeInteger(Int32(-1))
-                body.writeInteger(Int16(0)) // text format
+                body.writeInteger(ColumnValue.format(at: index, in: formats))
             }
         }
     }
 
     public static func dataRow(_ values: [String?], into buffer: inout ByteBuffer) {
+        dataRow(values.map { $0.map(ColumnValue.text) ?? .null }, formats: [], into: &buffer)
+    }
+
+    /// DataRow in the formats a Bind asked for (see ``rowDescription(columns:formats:into:)``).
+    public static func dataRow(_ values: [ColumnValue], formats: [Int16], into buffer: inout ByteBuffer) {
         buffer.writeMessage(id: BackendMessageID.dataRow) { body in
             body.writeInteger(Int16(values.count))
-            for value in values {
-                if let value {
-                    let lengthIndex = body.writerIndex
-                    body.writeInteger(Int32(0))
-                    let written = body.writeString(value)
-                    body.setInteger(Int32(written), at: lengthIndex)
-                } else {
+            for (index, value) in values.enumerated() {
+                let binary = ColumnValue.format(at: index, in: formats) == 1
+                switch value {
+                case .null:
                     body.writeInteger(Int32(-1))
+                case .integer(let number) where binary:
+                    body.writeInteger(Int32(8))
+                    body.writeInteger(number)
+                case .double(let number) where binary:
+                    body.writeInteger(Int32(8))
+                    body.writeInteger(number.bitPattern)
+                case .text(let text):
+                    // A text value's binary form is its bytes, too.
+                    body.writeInteger(Int32(text.utf8.count))
+                    body.writeString(text)
+                case .integer, .double:
+                    let text = value.textValue!
+                    body.writeInteger(Int32(text.utf8.count))
+                    body.writeString(text)
                 }
             }
         }
@@ -161,5 +183,47 @@ public enum FrontendMessage {
     public static func decodePassword(_ body: ByteBuffer) -> String? {
         var body = body
         return body.readNullTerminatedString()
+    }
+}
+
+/// The column types Switchyard's own result sets use.
+public enum ColumnType: Sendable, Equatable {
+    case text, int8, float8
+
+    public var oid: Int32 {
+        switch self {
+        case .text: 25
+        case .int8: 20
+        case .float8: 701
+        }
+    }
+
+    var size: Int16 { self == .text ? -1 : 8 }
+}
+
+/// One value of a result set Switchyard composes.
+public enum ColumnValue: Sendable, Equatable {
+    case null
+    case text(String)
+    case integer(Int64)
+    case double(Double)
+
+    /// The value as Postgres would print it; nil for NULL.
+    public var textValue: String? {
+        switch self {
+        case .null: nil
+        case .text(let text): text
+        case .integer(let number): String(number)
+        case .double(let number): number.isFinite ? String((number * 1000).rounded() / 1000) : "NaN"
+        }
+    }
+
+    /// The format code for column `index`: Bind sends none (text), one for all columns, or one each.
+    static func format(at index: Int, in formats: [Int16]) -> Int16 {
+        switch formats.count {
+        case 0: 0
+        case 1: formats[0]
+        default: index < formats.count ? formats[index] : 0
+        }
     }
 }

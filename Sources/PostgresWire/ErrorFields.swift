@@ -72,4 +72,8 @@ public enum SQLState {
     public static let idleInTransactionTimeout = "25P03"
     public static let readOnlySQLTransaction = "25006"
     public static let internalError = "XX000"
+    public static let undefinedObject = "42704"
+    public static let objectNotInPrerequisiteState = "55000"
+    public static let configFileError = "F0000"
+    public static let invalidParameterValue = "22023"
 }

@@ -69,6 +69,7 @@ extension ConfigurationParser {
             serverIdleTimeout: optionalSeconds("server_idle_timeout", default: 600),
             idleTransactionTimeout: optionalSeconds("idle_transaction_timeout", default: 0),
             shutdownTimeout: seconds("shutdown_timeout", default: 30),
+            pauseTimeout: seconds("pause_timeout", default: 30, allowZero: false),
             serverResetQuery: resetQuery.isEmpty ? nil : resetQuery,
             clientAuthMethod: auth,
             adminUsers: Set(adminList.filter { !$0.isEmpty }),

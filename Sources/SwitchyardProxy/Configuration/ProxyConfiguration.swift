@@ -21,6 +21,8 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var idleTransactionTimeout: Duration?
     /// On SIGTERM, how long open transactions may still run before the process exits.
     public var shutdownTimeout: Duration
+    /// How long PAUSE waits for running transactions before it gives up and resumes traffic.
+    public var pauseTimeout: Duration
     /// Run on a backend before it is reused in session mode; nil when configured empty.
     public var serverResetQuery: String?
     public var clientAuthMethod: ClientAuthMethod

@@ -19,7 +19,7 @@ protocol PoolWaiter: AnyObject {
     func leaseFailed(_ error: ErrorFields)
 }
 
-/// Settings every pool shares, fixed at start-up.
+/// Settings every pool of a loop shares; RELOAD replaces them.
 struct PoolSettings: Sendable {
     var maximumConnectionsPerLoop: Int
     var connectTimeout: TimeAmount
@@ -36,37 +36,89 @@ final class ConnectionPool {
     let key: PoolKey
     let server: ServerDefinition
     let eventLoop: EventLoop
-    private let settings: PoolSettings
+    private var settings: PoolSettings
     private let credentials: BackendStartupStateMachine.Credentials
     private let logger: Logger
     private var machine: PoolStateMachine
     private var connections: [Int: BackendConnection] = [:]
-    private var waiters: [Int: (waiter: PoolWaiter, timeout: Scheduled<Void>?)] = [:]
+    private var waiters: [Int: (waiter: PoolWaiter, timeout: Scheduled<Void>?, since: NIODeadline)] = [:]
     private var nextWaiterID = 0
     /// Why the latest connection attempt failed, told to the waiter that loses out.
     private var lastConnectError: ErrorFields?
     private var idleSweep: RepeatedTask?
+    /// Removed or changed by RELOAD: connections close as they come back instead of being reused.
+    private(set) var isRetired = false
+    /// What this pool's clients did (SHOW STATS, /metrics), and how much of it /metrics has seen.
+    var traffic = PoolTraffic()
+    private var publishedTraffic = PoolTraffic()
+    let metrics: ServerMetrics
 
     init(key: PoolKey, server: ServerDefinition, credentials: BackendStartupStateMachine.Credentials,
-         settings: PoolSettings, eventLoop: EventLoop, logger: Logger) {
+         settings: PoolSettings, metrics: ServerMetrics, eventLoop: EventLoop, logger: Logger) {
         self.key = key
         self.server = server
         self.credentials = credentials
         self.settings = settings
+        self.metrics = metrics
         self.eventLoop = eventLoop
         self.logger = logger
         self.machine = PoolStateMachine(maximumConnections: settings.maximumConnectionsPerLoop)
-        if let idleTimeout = settings.serverIdleTimeout {
-            let interval = TimeAmount.nanoseconds(max(idleTimeout.nanoseconds / 4, TimeAmount.milliseconds(100).nanoseconds))
-            idleSweep = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
-                self?.closeIdleConnections(unusedFor: idleTimeout)
-            }
-        }
+        scheduleIdleSweep()
     }
 
     var idleCount: Int { machine.idleCount }
     var leasedCount: Int { machine.leasedCount }
     var waiterCount: Int { machine.waiterCount }
+    var connectingCount: Int { machine.connectingCount }
+    var maximumConnections: Int { machine.maximumConnections }
+
+    /// How long the longest-waiting client has waited.
+    func longestWait(now: NIODeadline) -> TimeAmount {
+        waiters.values.map { now - $0.since }.max() ?? .zero
+    }
+
+    /// Takes new settings (RELOAD): a changed share of pool_size applies at once.
+    func update(_ settings: PoolSettings) {
+        eventLoop.assertInEventLoop()
+        let idleTimeoutChanged = settings.serverIdleTimeout != self.settings.serverIdleTimeout
+        self.settings = settings
+        if idleTimeoutChanged { scheduleIdleSweep() }
+        guard settings.maximumConnectionsPerLoop != machine.maximumConnections else { return }
+        for action in machine.resized(to: settings.maximumConnectionsPerLoop, now: .now) { run(action) }
+    }
+
+    /// Takes the pool out of service (its server was removed or changed by RELOAD): idle
+    /// connections close now, leased ones when their transaction ends.
+    func retire() {
+        eventLoop.assertInEventLoop()
+        isRetired = true
+        idleSweep?.cancel()
+        closeIdleConnections()
+        publishMetrics()
+    }
+
+    /// Closes every connection, leased ones too (KILL); returns how many.
+    func closeAllConnections() -> Int {
+        let all = Array(connections.values)
+        for connection in all { connection.close() }
+        return all.count
+    }
+
+    /// Adds what was counted since the last scrape to the Prometheus counters.
+    func publishMetrics() {
+        metrics.publish(traffic, since: publishedTraffic)
+        publishedTraffic = traffic
+    }
+
+    private func scheduleIdleSweep() {
+        idleSweep?.cancel()
+        idleSweep = nil
+        guard let idleTimeout = settings.serverIdleTimeout else { return }
+        let interval = TimeAmount.nanoseconds(max(idleTimeout.nanoseconds / 4, TimeAmount.milliseconds(100).nanoseconds))
+        idleSweep = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+            self?.closeIdleConnections(unusedFor: idleTimeout)
+        }
+    }
 
     /// Asks for a connection. The waiter hears back exactly once, possibly before this returns
     /// (then the result is nil); otherwise the result is an ID to cancel the wait with.
@@ -82,7 +134,7 @@ final class ConnectionPool {
         let timeout: Scheduled<Void>? = settings.queryWaitTimeout.map { wait in
             eventLoop.assumeIsolated().scheduleTask(in: wait) { [weak self] in self?.waiterTimedOut(id) }
         }
-        waiters[id] = (waiter, timeout)
+        waiters[id] = (waiter, timeout, .now())
         run(action)
         return id
     }
@@ -97,6 +149,7 @@ final class ConnectionPool {
     func release(_ connection: BackendConnection, resetQuery: String?) {
         eventLoop.assertInEventLoop()
         connection.detach()
+        if isRetired { return discard(connection) }
         guard let resetQuery else { return run(machine.connectionReleased(connection.id, now: .now)) }
         connection.reset(with: resetQuery).whenComplete { [self] result in
             switch result {
@@ -150,6 +203,9 @@ final class ConnectionPool {
         case .lease(let connectionID, let waiterID):
             guard let entry = waiters.removeValue(forKey: waiterID), let connection = connections[connectionID] else { return }
             entry.timeout?.cancel()
+            let waited = NIODeadline.now() - entry.since
+            traffic.recordWait(waited)
+            metrics.poolWait.recordNanoseconds(waited.nanoseconds)
             entry.waiter.leaseSucceeded(connection, from: self)
         case .failWaiter(let waiterID):
             guard let entry = waiters.removeValue(forKey: waiterID) else { return }

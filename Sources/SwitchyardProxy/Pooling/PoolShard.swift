@@ -8,7 +8,9 @@ import PostgresWire
 final class PoolShard: @unchecked Sendable {
     // @unchecked: all state is touched only on `eventLoop`, asserted below.
     let eventLoop: EventLoop
-    private let settings: PoolSettings
+    /// This loop's copy of the configuration in force: sessions read it without a lock; RELOAD replaces it.
+    private(set) var configuration: ProxyConfiguration
+    private var settings: PoolSettings
     private let logger: Logger
     private var pools: [PoolKey: ConnectionPool] = [:]
     private var sessions: [ObjectIdentifier: ClientSession] = [:]
@@ -22,8 +24,16 @@ final class PoolShard: @unchecked Sendable {
     static let classificationCacheLimit = 10_000
     static let cachedStatementLength = 256
 
-    init(eventLoop: EventLoop, settings: PoolSettings, runtime: ProxyRuntime, logger: Logger) {
+    /// What PAUSE holds, and the sessions it holds (in arrival order, released in that order).
+    private(set) var pause = PauseScope()
+    private var held: [ClientSession] = []
+
+    private let metrics: ProxyMetrics
+
+    init(eventLoop: EventLoop, configuration: ProxyConfiguration, settings: PoolSettings, runtime: ProxyRuntime, logger: Logger) {
         self.eventLoop = eventLoop
+        self.metrics = runtime.metrics
+        self.configuration = configuration
         self.settings = settings
         self.runtime = runtime
         self.logger = logger
@@ -36,7 +46,7 @@ final class PoolShard: @unchecked Sendable {
         let credentials = BackendStartupStateMachine.Credentials(
             user: identity.serverUser, database: identity.database, password: identity.serverPassword)
         let pool = ConnectionPool(key: key, server: server, credentials: credentials, settings: settings,
-                                  eventLoop: eventLoop, logger: logger)
+                                  metrics: metrics.server(server), eventLoop: eventLoop, logger: logger)
         pools[key] = pool
         return pool
     }
@@ -44,10 +54,9 @@ final class PoolShard: @unchecked Sendable {
     /// Picks the pool for `target`: the primary, or the eligible replica with the fewest
     /// outstanding requests per unit of weight. Nil when a replica is wanted and none is eligible.
     func pool(for identity: ClientIdentity, target: RoutePlanner.Target, excluding excluded: String? = nil) -> ConnectionPool? {
-        guard let runtime else { return nil }
         switch target {
         case .primary:
-            return pool(for: identity, server: runtime.configuration.primary)
+            return pool(for: identity, server: configuration.primary)
         case .replica:
             var best: (pool: ConnectionPool, load: Double)?
             for replica in eligibleReplicas where replica.name != excluded {
@@ -98,9 +107,81 @@ final class PoolShard: @unchecked Sendable {
         let id = ObjectIdentifier(session)
         sessions[id] = nil
         if admitted.remove(id) != nil { runtime?.clientLeft() }
+        held.removeAll { $0 === session }
     }
 
     var sessionCount: Int { sessions.count }
+
+    // MARK: PAUSE and RESUME
+
+    /// Whether new transactions to `server` must wait.
+    func isPaused(_ server: String) -> Bool { pause.covers(server) }
+
+    /// Keeps `session` until RESUME lifts the pause on what it wants.
+    func hold(_ session: ClientSession) {
+        eventLoop.assertInEventLoop()
+        if !held.contains(where: { $0 === session }) { held.append(session) }
+    }
+
+    func setPause(_ scope: PauseScope) {
+        eventLoop.assertInEventLoop()
+        pause = scope
+        // Sessions retry in arrival order; one that still wants a paused server comes back to `held`.
+        let waiting = held
+        held.removeAll()
+        for session in waiting { session.pauseLifted() }
+    }
+
+    /// Connections running transactions on servers `scope` covers: PAUSE waits for these to finish.
+    func busyConnections(in scope: PauseScope) -> Int {
+        eventLoop.assertInEventLoop()
+        return pools.values.reduce(0) { $0 + (scope.covers($1.server.name) ? $1.leasedCount : 0) }
+    }
+
+    // MARK: Operator actions and snapshots
+
+    /// KILL: closes every connection to `server`, busy ones too; returns how many.
+    func closeConnections(to server: String) -> Int {
+        eventLoop.assertInEventLoop()
+        return pools.values.reduce(0) { $0 + ($1.server.name == server ? $1.closeAllConnections() : 0) }
+    }
+
+    /// RELOAD: takes the new configuration. Pools of removed or changed servers retire (their
+    /// transactions finish, then their connections close); the others take the new pool size.
+    func apply(_ configuration: ProxyConfiguration, settings: PoolSettings) {
+        eventLoop.assertInEventLoop()
+        self.configuration = configuration
+        self.settings = settings
+        let servers = Dictionary(configuration.servers.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for (key, pool) in pools {
+            if servers[key.server] != pool.server {
+                pools[key] = nil
+                pool.retire()
+            } else {
+                pool.update(settings)
+            }
+        }
+        eligibleReplicas.removeAll { servers[$0.name] != $0 }
+    }
+
+    func snapshot(now: NIODeadline) -> ShardSnapshot {
+        eventLoop.assertInEventLoop()
+        var pausedByServer: [String: Int] = [:]
+        for session in held { if let server = session.heldFor { pausedByServer[server, default: 0] += 1 } }
+        let pools = pools.values.map { pool in
+            PoolSnapshot(key: pool.key, role: pool.server.role, leased: pool.leasedCount, idle: pool.idleCount,
+                         connecting: pool.connectingCount, waiting: pool.waiterCount,
+                         paused: pausedByServer[pool.server.name] ?? 0, longestWait: pool.longestWait(now: now),
+                         maximum: pool.maximumConnections, traffic: pool.traffic)
+        }
+        return ShardSnapshot(pools: pools, clients: sessions.values.map { $0.snapshot(now: now) })
+    }
+
+    /// Adds each pool's counts since the last scrape to the Prometheus counters.
+    func publishMetrics() {
+        eventLoop.assertInEventLoop()
+        for pool in pools.values { pool.publishMetrics() }
+    }
 
     func closeIdleSessions() {
         for session in sessions.values { session.closeIfIdle() }
@@ -110,4 +191,42 @@ final class PoolShard: @unchecked Sendable {
         for session in sessions.values { session.forceClose() }
         for pool in pools.values { pool.shutdown() }
     }
+}
+
+/// What PAUSE covers: everything, or some servers.
+struct PauseScope: Sendable, Equatable {
+    var everything = false
+    var servers: Set<String> = []
+
+    func covers(_ server: String) -> Bool { everything || servers.contains(server) }
+    var isEmpty: Bool { !everything && servers.isEmpty }
+}
+
+/// One pool's state, as SHOW POOLS and /metrics see it.
+struct PoolSnapshot: Sendable {
+    var key: PoolKey
+    var role: ServerRole
+    var leased, idle, connecting, waiting, paused: Int
+    var longestWait: TimeAmount
+    var maximum: Int
+    var traffic: PoolTraffic
+}
+
+/// One client connection, as SHOW CLIENTS sees it.
+struct ClientSnapshot: Sendable {
+    enum State: String, Sendable, CaseIterable { case login, idle, active, waiting, paused }
+    var id: Int32?
+    var user: String?
+    var database: String?
+    var address: String
+    var state: State
+    var server: String?
+    var applicationName: String?
+    var connectedFor: TimeAmount
+}
+
+/// Everything one event loop reports to the admin console and the metrics endpoint.
+struct ShardSnapshot: Sendable {
+    var pools: [PoolSnapshot]
+    var clients: [ClientSnapshot]
 }

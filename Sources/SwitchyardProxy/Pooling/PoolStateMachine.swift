@@ -19,7 +19,7 @@ public struct PoolStateMachine: Sendable {
         case closeConnection(ConnectionID)
     }
 
-    public let maximumConnections: Int
+    public private(set) var maximumConnections: Int
     /// Idle connections with the time they became idle; the most recently used is last (LIFO keeps caches warm).
     private var idle: [(id: ConnectionID, since: ContinuousClock.Instant)] = []
     private var leased: Set<ConnectionID> = []
@@ -61,7 +61,23 @@ public struct PoolStateMachine: Sendable {
 
     public mutating func connectionReleased(_ id: ConnectionID, now: ContinuousClock.Instant) -> Action {
         guard leased.remove(id) != nil else { return .none }
+        // Over a lowered limit (RELOAD): the connection goes instead of back to the pool.
+        guard totalConnections < maximumConnections else { return .closeConnection(id) }
         return handOut(id, now: now)
+    }
+
+    /// A new `pool_size` share (RELOAD). Growing opens connections for waiters at once; shrinking
+    /// closes idle connections now and leased ones as they come back.
+    public mutating func resized(to maximum: Int, now: ContinuousClock.Instant) -> [Action] {
+        precondition(maximum > 0)
+        maximumConnections = maximum
+        var actions: [Action] = []
+        while totalConnections > maximumConnections, let connection = idle.first {
+            idle.removeFirst()
+            actions.append(.closeConnection(connection.id))
+        }
+        while case .createConnection(let id) = startConnectionIfNeeded() { actions.append(.createConnection(id)) }
+        return actions
     }
 
     /// A connection closed or was discarded, from whichever state.

@@ -12,6 +12,8 @@ final class ReplicaMonitor: Sendable {
         var server: ServerDefinition
         var health: ReplicaHealth?
         var lastError: String?
+        /// Whether a probe has reached (or failed to reach) the server yet.
+        var probed = false
     }
 
     private let runtime: ProxyRuntime
@@ -25,24 +27,38 @@ final class ReplicaMonitor: Sendable {
         self.runtime = runtime
         self.eventLoop = eventLoop
         self.logger = logger
-        let routing = runtime.configuration.routing
-        var initial: [String: ServerStatus] = [:]
-        for server in runtime.configuration.servers {
+        status = Mutex(Self.statuses(for: runtime.configuration, keeping: [:]))
+    }
+
+    private static func statuses(for configuration: ProxyConfiguration, keeping old: [String: ServerStatus]) -> [String: ServerStatus] {
+        let routing = configuration.routing
+        var statuses: [String: ServerStatus] = [:]
+        for server in configuration.servers {
+            if let known = old[server.name], known.server == server {
+                statuses[server.name] = known
+                continue
+            }
             let health = server.role == .replica
                 ? ReplicaHealth(maxLagBytes: routing.maxLagBytes, maxLagSeconds: routing.maxLagSeconds, hysteresis: routing.healthCheckHysteresis)
                 : nil
-            initial[server.name] = ServerStatus(server: server, health: health)
+            statuses[server.name] = ServerStatus(server: server, health: health)
         }
-        status = Mutex(initial)
+        return statuses
     }
 
     /// A snapshot for operators (SHOW SERVERS, metrics).
-    var snapshot: [ServerStatus] { status.withLock { Array($0.values) } }
+    var snapshot: [String: ServerStatus] { status.withLock { $0 } }
+
+    /// RELOAD: added servers start unprobed (replicas get reads after passing the health checks),
+    /// removed ones are forgotten, unchanged ones keep their state.
+    func reconfigure(_ configuration: ProxyConfiguration) {
+        status.withLock { $0 = Self.statuses(for: configuration, keeping: $0) }
+        publish()
+    }
 
     /// Probes until the task is cancelled.
     func run() async {
-        let configuration = runtime.configuration
-        guard let userName = configuration.routing.healthCheckUser, let user = configuration.users[userName] else {
+        guard let userName = runtime.configuration.routing.healthCheckUser, let user = runtime.configuration.users[userName] else {
             logger.info("no health_check_user configured: replicas get no reads, and volatility comes from the built-in catalog")
             return
         }
@@ -58,6 +74,9 @@ final class ReplicaMonitor: Sendable {
             connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
         }
         while !Task.isCancelled {
+            // Each round sees the configuration in force: RELOAD may have added or removed servers.
+            let configuration = runtime.configuration
+            for name in connections.keys where !configuration.servers.contains(where: { $0.name == name }) { discard(name) }
             var primaryLSN: Int64?
             let primary = configuration.primary
             do {
@@ -94,9 +113,11 @@ final class ReplicaMonitor: Sendable {
                         let probe = ReplicaProbe(inRecovery: inRecovery, lagBytes: lagBytes, lagSeconds: stuckFor)
                         changed = update(replica) { $0.probeSucceeded(probe) } || changed
                     }
+                    record(replica.name, error: nil)
                 } catch {
                     discard(replica.name)
                     let text = Self.describe(error)
+                    record(replica.name, error: text)
                     changed = update(replica) { $0.probeFailed(text) } || changed
                 }
             }
@@ -143,6 +164,7 @@ final class ReplicaMonitor: Sendable {
             guard var health = all[replica.name]?.health else { return (false, nil) }
             let changed = change(&health)
             all[replica.name]?.health = health
+            all[replica.name]?.probed = true
             return (changed, health)
         }
         if changed, let health {
@@ -156,16 +178,21 @@ final class ReplicaMonitor: Sendable {
         let previous = status.withLock { all -> String? in
             let previous = all[server]?.lastError
             all[server]?.lastError = error
+            all[server]?.probed = true
             return previous
         }
         if let error, previous == nil {
             logger.warning("health check of server failed", metadata: ["server": "\(server)", "error": "\(error)"])
+        } else if error == nil, previous != nil {
+            logger.notice("health check of server succeeded again", metadata: ["server": "\(server)"])
         }
     }
 
-    private func publish() {
+    /// Tells every loop which replicas may serve reads: healthy ones an operator has not disabled.
+    func publish() {
+        let disabled = runtime.disabledServers
         let eligible = runtime.configuration.servers.filter { server in
-            status.withLock { $0[server.name]?.health?.isEligible ?? false }
+            !disabled.contains(server.name) && status.withLock { $0[server.name]?.health?.isEligible ?? false }
         }
         for shard in runtime.allShards {
             shard.eventLoop.execute { shard.updateEligibleReplicas(eligible) }

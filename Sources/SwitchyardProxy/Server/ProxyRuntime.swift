@@ -4,31 +4,67 @@ import NIOSSL
 import PostgresWire
 import Synchronization
 
-/// What every session shares: the configuration, credentials, TLS contexts, the per-loop pool
-/// shards and a few process-wide counters.
+/// What every session shares: the configuration in force, credentials, TLS contexts, the per-loop
+/// pool shards, operator state (disabled servers, pause) and the metrics.
+///
+/// Sessions read the configuration from their ``PoolShard`` (a loop-confined copy, no lock);
+/// the copy here, behind a lock, is for the cold paths: admin console, health monitor, reload.
 final class ProxyRuntime: Sendable {
     /// How long a client may take to start up and authenticate (Postgres' authentication_timeout).
     static let loginTimeout: TimeAmount = .seconds(60)
 
-    let configuration: ProxyConfiguration
-    let credentials: ClientCredentialStore
+    /// Fixed for the life of the process: sessions branch on it per message.
+    let poolMode: PoolMode
     let clientTLSContext: NIOSSLContext?
     let logger: Logger
     let cancelRegistry = CancelRegistry()
-    let counters = ProxyCounters()
+    let metrics: ProxyMetrics
     let parameterSync: ParameterSync
-    let idleTransactionTimeout: TimeAmount?
+    private let current: Mutex<(configuration: ProxyConfiguration, credentials: ClientCredentialStore)>
     private let shardsByLoop = Mutex<[ObjectIdentifier: PoolShard]>([:])
     private let clients = Atomic<Int>(0)
+    private let maxClients: Atomic<Int>
     private let draining = Atomic<Bool>(false)
+    /// Servers an operator took out of rotation with DISABLE.
+    private let disabled = Mutex<Set<String>>([])
+    /// What PAUSE holds (the shards carry copies), and which PAUSE/RESUME set it last.
+    private let pauseState = Mutex<(scope: PauseScope, generation: Int)>((PauseScope(), 0))
 
-    init(configuration: ProxyConfiguration, logger: Logger) throws {
-        self.configuration = configuration
+    init(configuration: ProxyConfiguration, metrics: ProxyMetrics = ProxyMetrics(), logger: Logger) throws {
+        self.poolMode = configuration.poolMode
         self.logger = logger
-        self.credentials = try ClientCredentialStore(configuration: configuration)
+        self.metrics = metrics
+        self.current = Mutex((configuration, try ClientCredentialStore(configuration: configuration)))
+        self.maxClients = Atomic(configuration.maxClientConnections)
         self.clientTLSContext = try Self.makeClientTLSContext(configuration.clientTLS)
-        self.idleTransactionTimeout = configuration.idleTransactionTimeout.map(TimeAmount.init)
         self.parameterSync = ParameterSync(extraNames: configuration.trackedParameters)
+    }
+
+    var configuration: ProxyConfiguration { current.withLock { $0.configuration } }
+    var credentials: ClientCredentialStore { current.withLock { $0.credentials } }
+
+    /// Installs a reloaded configuration (the shards get theirs separately, on their loops).
+    func replaceConfiguration(_ configuration: ProxyConfiguration, credentials: ClientCredentialStore) {
+        current.withLock { $0 = (configuration, credentials) }
+        maxClients.store(configuration.maxClientConnections, ordering: .relaxed)
+    }
+
+    var disabledServers: Set<String> { disabled.withLock { $0 } }
+
+    /// Returns whether anything changed.
+    func setDisabled(_ server: String, _ isDisabled: Bool) -> Bool {
+        disabled.withLock { set in isDisabled ? set.insert(server).inserted : set.remove(server) != nil }
+    }
+
+    var pause: (scope: PauseScope, generation: Int) { pauseState.withLock { $0 } }
+
+    /// Changes the pause scope; returns the new state.
+    func updatePause(_ change: (inout PauseScope) -> Void) -> (scope: PauseScope, generation: Int) {
+        pauseState.withLock { state in
+            change(&state.scope)
+            state.generation += 1
+            return state
+        }
     }
 
     func installShards(_ shards: [PoolShard]) {
@@ -43,13 +79,38 @@ final class ProxyRuntime: Sendable {
 
     var allShards: [PoolShard] { shardsByLoop.withLock { Array($0.values) } }
 
+    /// Every loop's pools and clients, each read on its own loop.
+    func snapshots() async -> [ShardSnapshot] {
+        var snapshots: [ShardSnapshot] = []
+        for shard in allShards {
+            if let snapshot = try? await shard.eventLoop.submit({ shard.snapshot(now: .now()) }).get() { snapshots.append(snapshot) }
+        }
+        return snapshots
+    }
+
+    /// Gives every loop the new pause scope; held work that is no longer covered goes ahead.
+    func broadcastPause(_ scope: PauseScope) async {
+        for shard in allShards {
+            try? await shard.eventLoop.submit { shard.setPause(scope) }.get()
+        }
+    }
+
+    /// Server connections running transactions on servers `scope` covers, over all loops.
+    func busyConnections(in scope: PauseScope) async -> Int {
+        var busy = 0
+        for shard in allShards {
+            busy += (try? await shard.eventLoop.submit { shard.busyConnections(in: scope) }.get()) ?? 0
+        }
+        return busy
+    }
+
     var isDraining: Bool { draining.load(ordering: .relaxed) }
     func startDraining() { draining.store(true, ordering: .relaxed) }
 
     /// Counts a client against `max_client_conn`; false when the limit is reached.
     func admitClient() -> Bool {
         let count = clients.add(1, ordering: .relaxed).newValue
-        if count > configuration.maxClientConnections {
+        if count > maxClients.load(ordering: .relaxed) {
             clients.subtract(1, ordering: .relaxed)
             return false
         }
@@ -91,14 +152,4 @@ extension TimeAmount {
         let (seconds, attoseconds) = duration.components
         self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
-}
-
-/// Process-wide event counts, kept as relaxed atomics: read rarely (metrics), bumped on cold paths.
-final class ProxyCounters: Sendable {
-    /// Statements a replica refused with 25006 and that were re-run on the primary.
-    let readOnlyRetries = Atomic<Int>(0)
-    /// Reads re-run elsewhere because their replica failed before answering.
-    let replicaFailureRetries = Atomic<Int>(0)
-    /// Reads sent to the primary because no replica was eligible.
-    let replicaFallbacks = Atomic<Int>(0)
 }

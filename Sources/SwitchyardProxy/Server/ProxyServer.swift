@@ -1,4 +1,5 @@
 import Logging
+import NIOSSL
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -8,11 +9,19 @@ import Synchronization
 /// loop it was accepted on, and drains on graceful shutdown (SIGTERM): no new clients, open
 /// transactions may finish within `shutdown_timeout`, then everything closes.
 public final class ProxyServer: Service, Sendable {
-    private let runtime: ProxyRuntime
+    let runtime: ProxyRuntime
     private let group: MultiThreadedEventLoopGroup
     private let listener = Mutex<Channel?>(nil)
-    private let monitor: ReplicaMonitor
+    let monitor: ReplicaMonitor
     private let monitorTask = Mutex<Task<Void, Never>?>(nil)
+    private let metricsServer = Mutex<MetricsHTTPServer?>(nil)
+    private let console = Mutex<AdminConsole?>(nil)
+    /// What every pool shares and RELOAD may not change (TLS to servers, the password cache).
+    private let tlsPolicy: BackendStartupStateMachine.TLSPolicy
+    private let tlsContext: NIOSSLContext?
+    private let saltedPasswordCache = SaltedPasswordCache()
+    /// One RELOAD at a time.
+    private let reloading = Mutex<Bool>(false)
 
     public init(configuration: ProxyConfiguration, logger: Logger) throws {
         let runtime = try ProxyRuntime(configuration: configuration, logger: logger)
@@ -26,21 +35,29 @@ public final class ProxyServer: Service, Sendable {
         self.runtime = runtime
         self.group = group
         let loops = Array(group.makeIterator())
-        let (tlsPolicy, tlsContext) = try ProxyRuntime.makeServerTLSContext(configuration.serverTLS)
-        let cache = SaltedPasswordCache()
+        (tlsPolicy, tlsContext) = try ProxyRuntime.makeServerTLSContext(configuration.serverTLS)
+        monitor = ReplicaMonitor(runtime: runtime, eventLoop: loops[0], logger: logger)
         let shards = loops.enumerated().map { index, loop in
-            // Split pool_size over the loops; the first loops take the remainder.
-            let share = configuration.poolSize / loops.count + (index < configuration.poolSize % loops.count ? 1 : 0)
-            let settings = PoolSettings(
-                maximumConnectionsPerLoop: max(1, share),
-                connectTimeout: TimeAmount(configuration.connectTimeout),
-                queryWaitTimeout: configuration.queryWaitTimeout.map(TimeAmount.init),
-                serverIdleTimeout: configuration.serverIdleTimeout.map(TimeAmount.init),
-                tlsPolicy: tlsPolicy, tlsContext: tlsContext, saltedPasswordCache: cache)
-            return PoolShard(eventLoop: loop, settings: settings, runtime: runtime, logger: logger)
+            PoolShard(eventLoop: loop, configuration: configuration,
+                      settings: poolSettings(configuration, loop: index, of: loops.count), runtime: runtime, logger: logger)
         }
         runtime.installShards(shards)
-        monitor = ReplicaMonitor(runtime: runtime, eventLoop: loops[0], logger: logger)
+        let reload: @Sendable () async throws -> [String] = { [weak self] in
+            guard let self else { return [] }
+            return try await self.reload()
+        }
+        console.withLock { $0 = AdminConsole(runtime: runtime, monitor: monitor, reload: reload, logger: logger) }
+    }
+
+    /// The pool settings of loop `index`: its share of pool_size (the first loops take the remainder).
+    func poolSettings(_ configuration: ProxyConfiguration, loop index: Int, of loops: Int) -> PoolSettings {
+        let share = configuration.poolSize / loops + (index < configuration.poolSize % loops ? 1 : 0)
+        return PoolSettings(
+            maximumConnectionsPerLoop: max(1, share),
+            connectTimeout: TimeAmount(configuration.connectTimeout),
+            queryWaitTimeout: configuration.queryWaitTimeout.map(TimeAmount.init),
+            serverIdleTimeout: configuration.serverIdleTimeout.map(TimeAmount.init),
+            tlsPolicy: tlsPolicy, tlsContext: tlsContext, saltedPasswordCache: saltedPasswordCache)
     }
 
     /// Binds the listening socket and returns its address (port 0 picks a free port).
@@ -48,6 +65,7 @@ public final class ProxyServer: Service, Sendable {
     public func start() async throws -> SocketAddress {
         let runtime = self.runtime
         let configuration = runtime.configuration
+        let console = self.console.withLock { $0 }
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -56,13 +74,25 @@ public final class ProxyServer: Service, Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let shard = runtime.shard(for: channel.eventLoop)
-                    let session = ClientSession(runtime: runtime, shard: shard, logger: runtime.logger)
+                    let session = ClientSession(runtime: runtime, shard: shard, console: console, logger: runtime.logger)
                     try channel.pipeline.syncOperations.addHandler(session)
                 }
             }
             .bind(host: configuration.listenAddress, port: configuration.listenPort)
             .get()
         listener.withLock { $0 = channel }
+        if let port = configuration.metricsPort {
+            do {
+                let server = try await MetricsHTTPServer.start(
+                    host: configuration.metricsAddress, port: port, group: group, logger: runtime.logger,
+                    respond: { [weak self] path in await self?.answerMetricsRequest(path) ?? .init(status: .serviceUnavailable, body: []) })
+                metricsServer.withLock { $0 = server }
+                runtime.logger.info("metrics listening", metadata: ["address": "\(server.localAddress.map { "\($0)" } ?? "?")"])
+            } catch {
+                try? await channel.close()
+                throw error
+            }
+        }
         let monitor = self.monitor
         monitorTask.withLock { $0 = Task { await monitor.run() } }
         let address = channel.localAddress!
@@ -75,6 +105,9 @@ public final class ProxyServer: Service, Sendable {
 
     public var localAddress: SocketAddress? { listener.withLock { $0?.localAddress } }
 
+    /// Where the metrics endpoint listens; nil when `metrics_port` is 0.
+    public var metricsAddress: SocketAddress? { metricsServer.withLock { $0?.localAddress } }
+
     /// Stops accepting, lets open transactions finish for up to `timeout`, then closes everything.
     public func drain(timeout: Duration) async {
         runtime.startDraining()
@@ -82,6 +115,9 @@ public final class ProxyServer: Service, Sendable {
         monitor?.cancel()
         let listener = self.listener.withLock { $0 }
         try? await listener?.close()
+        // Work held by PAUSE is let go, to be refused as shutting down rather than held past the deadline.
+        _ = runtime.updatePause { $0 = PauseScope() }
+        await runtime.broadcastPause(PauseScope())
         runtime.logger.info("draining", metadata: ["clients": "\(runtime.clientCount)", "timeout": "\(timeout)"])
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -104,6 +140,8 @@ public final class ProxyServer: Service, Sendable {
                 group.cancelAll()
             }
         }
+        await metricsServer.withLock { server in defer { server = nil }; return server }?.close()
+        console.withLock { $0 = nil }
         runtime.logger.info("drained")
     }
 

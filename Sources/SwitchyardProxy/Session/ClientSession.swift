@@ -13,7 +13,7 @@ import PostgresWire
 /// for the ReadyForQuery that ends a unit, which is when the server goes back to its pool.
 /// Client and server share an event loop, so there are no locks; backpressure follows
 /// swift-nio's GlueHandler: each side reads only while the other can write.
-final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDelegate {
+final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWaiter, BackendConnectionDelegate {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = Never
     typealias OutboundIn = ByteBuffer
@@ -32,6 +32,8 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     static let loginBufferLimit = 64 * 1024
     private let runtime: ProxyRuntime
     private let shard: PoolShard
+    /// Where logins to the database `switchyard` go; nil where there is none (handler tests).
+    private let console: AdminConsole?
     private var logger: Logger
     private var phase: Phase
     private var context: ChannelHandlerContext!
@@ -81,22 +83,29 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     private weak var verbatimTarget: BackendConnection?
 
     private var readHeld = false
+    /// The server whose PAUSE holds this client's next transaction (or its login), if any.
+    private(set) var heldFor: String?
+    /// For SHOW STATS and /metrics: when the query and transaction in flight started.
+    private var queryStartedAt: NIODeadline?
+    private var transactionStartedAt: NIODeadline?
+    private let connectedAt = NIODeadline.now()
     private var idleTransactionTimer: Scheduled<Void>?
     private var loginTimer: Scheduled<Void>?
     /// The key this client was given in BackendKeyData, which its CancelRequests carry.
     private(set) var cancelKey: CancelRequest?
 
-    init(runtime: ProxyRuntime, shard: PoolShard, logger: Logger) {
+    init(runtime: ProxyRuntime, shard: PoolShard, console: AdminConsole? = nil, logger: Logger) {
         self.runtime = runtime
         self.shard = shard
+        self.console = console
         self.logger = logger
-        let machine = ClientStartupStateMachine(credentials: runtime.credentials, tlsMode: runtime.configuration.clientTLS.mode)
+        let machine = ClientStartupStateMachine(credentials: runtime.credentials, tlsMode: shard.configuration.clientTLS.mode)
         self.phase = .startup(NIOSingleStepByteToMessageProcessor(StartupPacketDecoder(), maximumBufferSize: Self.loginBufferLimit), machine)
-        self.inbound = ClientMessageStream(maximumLength: runtime.configuration.maxMessageSize)
+        self.inbound = ClientMessageStream(maximumLength: shard.configuration.maxMessageSize)
         // Rows from the server are limited by Postgres itself (1 GB per field); we only count them.
         self.backendScanner = MessageBoundaryScanner(maximumLength: Int(Int32.max))
         self.backendScanner.capturedIDs = [BackendMessageID.parameterStatus]
-        self.planner = RoutePlanner(setting: runtime.configuration.routing.defaultRoute)
+        self.planner = RoutePlanner(setting: shard.configuration.routing.defaultRoute)
     }
 
     // MARK: Channel events
@@ -230,10 +239,33 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             var buffer = context.channel.allocator.buffer(capacity: 64)
             request.encode(into: &buffer)
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        case .authenticated(let identity, let saslFinal) where identity.database == AdminCommand.databaseName:
+            // Operators get in even when max_client_conn is reached: that is when they are needed.
+            guard shard.configuration.adminUsers.contains(identity.user), let console else {
+                logger.notice("admin console login refused", metadata: ["user": "\(identity.user)"])
+                return fail(ErrorFields(severity: .fatal, code: SQLState.insufficientPrivilege,
+                                        message: "user \"\(identity.user)\" may not use the admin console",
+                                        hint: "Add the user to admin_users in the configuration."))
+            }
+            var buffer = context.channel.allocator.buffer(capacity: 64)
+            if let saslFinal { AuthenticationRequest.saslFinal(data: saslFinal).encode(into: &buffer) }
+            AuthenticationRequest.ok.encode(into: &buffer)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            loginTimer?.cancel()
+            phase = .closed
+            // The console takes over the connection; this handler steps aside.
+            let admin = AdminSession(console: console, user: identity.user, maximumMessageSize: shard.configuration.maxMessageSize,
+                                     logger: logger)
+            do {
+                try context.pipeline.syncOperations.addHandler(admin, position: .after(self))
+                context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            } catch {
+                fail(ErrorFields(severity: .fatal, code: SQLState.internalError, message: "could not start the admin console"))
+            }
         case .authenticated(let identity, let saslFinal):
             guard runtime.admitClient() else {
                 return fail(ErrorFields(severity: .fatal, code: SQLState.tooManyConnections,
-                                        message: "sorry, too many clients already (max_client_conn is \(runtime.configuration.maxClientConnections))"))
+                                        message: "sorry, too many clients already (max_client_conn is \(shard.configuration.maxClientConnections))"))
             }
             shard.clientAdmitted(self)
             var buffer = context.channel.allocator.buffer(capacity: 64)
@@ -256,10 +288,34 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             return fail(ErrorFields(severity: .fatal, code: SQLState.cannotConnectNow, message: "Switchyard is shutting down"))
         }
         phase = .loggingIn(identity)
-        planner.setting = runtime.configuration.users[identity.user]?.route ?? runtime.configuration.routing.defaultRoute
+        planner.setting = shard.configuration.users[identity.user]?.route ?? shard.configuration.routing.defaultRoute
         clientParameters = runtime.parameterSync.startupValues(identity.startup.parameters)
-        pool = shard.pool(for: identity, server: runtime.configuration.primary)
-        waitID = pool!.lease(for: self)
+        lease(from: shard.pool(for: identity, server: shard.configuration.primary))
+    }
+
+    /// Leases a server from `pool`, unless PAUSE holds new work for it.
+    private func lease(from pool: ConnectionPool) {
+        self.pool = pool
+        if shard.isPaused(pool.server.name) {
+            heldFor = pool.server.name
+            shard.hold(self)
+            return
+        }
+        waitID = pool.lease(for: self)
+    }
+
+    /// RESUME (or a narrower PAUSE): the held login or transaction tries again.
+    func pauseLifted() {
+        guard heldFor != nil else { return }
+        heldFor = nil
+        switch phase {
+        case .loggingIn(let identity):
+            lease(from: shard.pool(for: identity, server: shard.configuration.primary))
+        case .relaying:
+            if backend == nil, waitID == nil, !pending.isEmpty { startUnit() }
+        case .startup, .authenticating, .closed:
+            break
+        }
     }
 
     private func finishLogin(with connection: BackendConnection) {
@@ -271,7 +327,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         }
         let secret = Int32.random(in: .min ... .max)
         // Session mode shows the real backend PID, which operators look up in pg_stat_activity.
-        let pid = runtime.configuration.poolMode == .session ? connection.cancelKey.processID : runtime.cancelRegistry.nextVirtualProcessID()
+        let pid = runtime.poolMode == .session ? connection.cancelKey.processID : runtime.cancelRegistry.nextVirtualProcessID()
         let key = CancelRequest(processID: pid, secretKey: secret)
         cancelKey = key
         runtime.cancelRegistry.register(key, session: self, eventLoop: context.eventLoop)
@@ -279,7 +335,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         BackendMessage.readyForQuery(.idle, into: &buffer)
         loginTimer?.cancel()
         phase = .relaying
-        if runtime.configuration.poolMode == .transaction {
+        if runtime.poolMode == .transaction {
             backend = nil
             pool!.release(connection, resetQuery: nil)
         }
@@ -309,7 +365,8 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
                 case .streamStart(let id, let bytes):
                     // A large message nobody needs to look into: it goes through as it arrives.
                     tracker.clientSent(id)
-                    if runtime.configuration.poolMode == .transaction, let request = ResponseSequencer.Request(frontendID: id) {
+                    noteRequestStarted()
+                    if runtime.poolMode == .transaction, let request = ResponseSequencer.Request(frontendID: id) {
                         sendSynthesized(sequencer.sent(request))
                     }
                     send(bytes)
@@ -326,7 +383,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     /// only when nothing waits before it and routing, retries and statement names don't need it.
     private func mayStream(_ id: UInt8) -> Bool {
         guard backend != nil, pending.isEmpty, !unit.retainForRetry, !discardingUntilSync else { return false }
-        if runtime.configuration.poolMode == .session { return id != FrontendMessageID.terminate }
+        if runtime.poolMode == .session { return id != FrontendMessageID.terminate }
         switch id {
         case FrontendMessageID.copyData: return true
         case FrontendMessageID.query, FrontendMessageID.functionCall: return unit.role == .primary
@@ -453,25 +510,24 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         var target = forced ?? .primary
         // Postgres reports default_transaction_read_only, so the client's view of it is always current.
         if let readOnly = clientParameters["default_transaction_read_only"] { planner.sessionReadOnly = readOnly == "on" }
-        if forced == nil, runtime.configuration.poolMode == .transaction, let classification = routingClass(of: first) {
+        if forced == nil, runtime.poolMode == .transaction, let classification = routingClass(of: first) {
             target = planner.target(for: classification)
         }
         var chosen = shard.pool(for: identity, target: target, excluding: excluded)
         if chosen == nil {
             // No replica is eligible.
-            guard runtime.configuration.routing.fallbackToPrimary else {
+            guard shard.configuration.routing.fallbackToPrimary else {
                 return refusePending(ErrorFields(
                     severity: .error, code: SQLState.cannotConnectNow, message: "no replica is available for this read",
                     hint: "All replicas are down or lagging; set replica_fallback = primary to read from the primary instead."))
             }
             target = .primary
-            runtime.counters.replicaFallbacks.add(1, ordering: .relaxed)
+            runtime.metrics.replicaFallbacks.increment()
             chosen = shard.pool(for: identity, target: .primary)
         }
         let pool = chosen!
         unit = UnitOfWork(role: pool.server.role, retainForRetry: target == .replica && tracker.status == .idle)
-        self.pool = pool
-        waitID = pool.lease(for: self)
+        lease(from: pool)
     }
 
     /// The classification that routes a unit starting with `message`, if it carries or names a statement.
@@ -506,13 +562,14 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     /// Whether `message` may go to the attached server, or must wait for the unit to end because
     /// it needs the primary while a replica is attached (pipelined autocommit statements).
     private func canForward(_ message: WireMessage) -> Bool {
-        guard unit.role == .replica, !unit.explicitTransaction, runtime.configuration.poolMode == .transaction,
+        guard unit.role == .replica, !unit.explicitTransaction, runtime.poolMode == .transaction,
               let classification = routingClass(of: message) else { return true }
         return planner.target(for: classification) == .replica
     }
 
     private func forward(_ message: WireMessage, to backend: BackendConnection) {
         tracker.clientSent(message.id)
+        noteRequestStarted()
         // Classification matters here only on a replica (a BEGIN pins the unit there) or to route a
         // named statement's later Binds; on the primary everything may run anyway.
         let needsClass = unit.role == .replica
@@ -527,13 +584,22 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             statementClasses[target.name] = nil
         }
         if unit.retainForRetry { unit.sent.append(message) }
-        guard runtime.configuration.poolMode == .transaction else { return sendVerbatim(message, to: backend) }
+        guard runtime.poolMode == .transaction else { return sendVerbatim(message, to: backend) }
         if forwardRewritingStatementNames(message, to: backend) { return }
         if let request = ResponseSequencer.Request(frontendID: message.id) { sendSynthesized(sequencer.sent(request)) }
         sendVerbatim(message, to: backend)
     }
 
+    /// Starts the clocks of a query (and transaction) when the server had nothing in flight.
+    private func noteRequestStarted() {
+        guard queryStartedAt == nil else { return }
+        let now = NIODeadline.now()
+        queryStartedAt = now
+        if transactionStartedAt == nil { transactionStartedAt = now }
+    }
+
     private func sendVerbatim(_ message: WireMessage, to backend: BackendConnection) {
+        pool?.traffic.bytesReceived += message.bytes.readableBytes
         if verbatimTarget !== backend { flushVerbatim(wholeRead: nil) }
         verbatimTarget = backend
         verbatim.append(message.bytes)
@@ -554,6 +620,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
 
     /// Writes bytes Switchyard composed (or streams), after anything collected before them.
     private func send(_ bytes: ByteBuffer, to target: BackendConnection? = nil) {
+        pool?.traffic.bytesReceived += bytes.readableBytes
         flushVerbatim(wholeRead: nil)
         (target ?? backend)?.write(bytes)
     }
@@ -698,7 +765,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         if case .relaying = phase, unit.role == .replica, unit.retries < 2, let failed = pool?.server.name {
             // Nothing was sent yet: read from another replica, or the primary.
             logger.warning("could not reach replica; reading elsewhere", metadata: ["server": "\(failed)", "error": "\(error)"])
-            runtime.counters.replicaFailureRetries.add(1, ordering: .relaxed)
+            runtime.metrics.replicaFailureRetries.increment()
             let retries = unit.retries + 1
             startUnit(target: .replica, excluding: failed)
             unit.retries = retries
@@ -780,6 +847,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     // MARK: Relay: server to client
 
     func backendReceived(_ buffer: ByteBuffer) {
+        pool?.traffic.bytesSent += buffer.readableBytes
         var buffer = buffer
         if swallowedReadyForQuery > 0 {
             guard let rest = consumeSynchronizationAnswer(buffer), rest.readableBytes > 0 else { return }
@@ -788,11 +856,12 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         if unit.holdingResponse { return holdResponse(buffer) }
         var forwardedUpTo = 0
         var splitAnswer = false
-        let transactionMode = runtime.configuration.poolMode == .transaction
+        let transactionMode = runtime.poolMode == .transaction
         do {
             try backendScanner.scan(buffer) { message in
                 if message.id == BackendMessageID.readyForQuery {
                     tracker.backendSentReadyForQuery(message.firstBodyByte)
+                    queryFinished()
                 } else if let body = message.body {
                     noteParameterStatus(body, clientSeesIt: true)
                 }
@@ -822,6 +891,16 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             return backendProtocolViolation(ResponseSplitError())
         }
         writeToClient(buffer, from: forwardedUpTo, to: buffer.readableBytes)
+    }
+
+    /// A ReadyForQuery ended a query: count it, and start the next pipelined one's clock.
+    private func queryFinished() {
+        guard let started = queryStartedAt, let pool else { return }
+        let now = NIODeadline.now()
+        let duration = now - started
+        pool.traffic.recordQuery(duration)
+        pool.metrics.queryDuration.recordNanoseconds(duration.nanoseconds)
+        queryStartedAt = tracker.awaitedReadyForQuery > 0 ? now : nil
     }
 
     /// Writes bytes `from..<to` (offsets from the reader index) of a server buffer, zero-copy.
@@ -888,7 +967,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     }
 
     private func retryOnPrimary() {
-        runtime.counters.readOnlyRetries.add(1, ordering: .relaxed)
+        runtime.metrics.readOnlyRetries.increment()
         logger.notice("replica refused a write (25006); re-running the statement on the primary")
         restartUnit(target: .primary, excluding: nil)
     }
@@ -918,17 +997,21 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         guard let backend, case .relaying = phase, !unit.holdingResponse, swallowedReadyForQuery == 0,
               tracker.awaitedReadyForQuery == 0, !tracker.extendedBatchOpen, backendScanner.isAtMessageBoundary else { return }
         if tracker.status == .idle {
-            if runtime.configuration.poolMode == .transaction {
+            if let started = transactionStartedAt {
+                pool?.traffic.recordTransaction(.now() - started)
+                transactionStartedAt = nil
+            }
+            if runtime.poolMode == .transaction {
                 self.backend = nil
                 unit = UnitOfWork()
                 pool?.release(backend, resetQuery: nil)
                 if !pending.isEmpty { startUnit() }
             }
-            if runtime.isDraining, self.backend == nil || runtime.configuration.poolMode == .session, pending.isEmpty {
+            if runtime.isDraining, self.backend == nil || runtime.poolMode == .session, pending.isEmpty {
                 fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
                                  message: "terminating connection because Switchyard is shutting down"))
             }
-        } else if let timeout = runtime.idleTransactionTimeout, pending.isEmpty {
+        } else if let timeout = shard.configuration.idleTransactionTimeout.map(TimeAmount.init), pending.isEmpty {
             idleTransactionTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
                 logger.notice("closing client idle in transaction")
                 fail(ErrorFields(severity: .fatal, code: SQLState.idleInTransactionTimeout,
@@ -948,7 +1031,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
             // Nothing of the answer reached the client yet: run it on another replica or the primary.
             logger.warning("server \"\(connection.server.name)\" failed before answering; retrying the read elsewhere")
             unit.retries += 1
-            runtime.counters.replicaFailureRetries.add(1, ordering: .relaxed)
+            runtime.metrics.replicaFailureRetries.increment()
             let retries = unit.retries
             restartUnit(target: unit.role == .replica ? .replica : .primary, excluding: connection.server.name)
             unit.retries = retries
@@ -988,6 +1071,22 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
         }
     }
 
+    /// This client as SHOW CLIENTS shows it.
+    func snapshot(now: NIODeadline) -> ClientSnapshot {
+        let state: ClientSnapshot.State
+        switch phase {
+        case .startup, .authenticating, .loggingIn, .closed:
+            state = heldFor != nil ? .paused : .login
+        case .relaying:
+            state = heldFor != nil ? .paused : waitID != nil ? .waiting : backend != nil ? .active : .idle
+        }
+        return ClientSnapshot(
+            id: cancelKey?.processID, user: identity?.user, database: identity?.database,
+            address: context?.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?",
+            state: state, server: backend?.server.name ?? heldFor,
+            applicationName: identity?.startup["application_name"], connectedFor: now - connectedAt)
+    }
+
     func forceClose() {
         fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown, message: "terminating connection due to administrator command"))
     }
@@ -1019,7 +1118,7 @@ final class ClientSession: ChannelDuplexHandler, PoolWaiter, BackendConnectionDe
     private func returnOrDiscard(_ connection: BackendConnection) {
         guard let pool else { return connection.close() }
         if tracker.isIdle, !unit.holdingResponse, swallowedReadyForQuery == 0, backendScanner.isAtMessageBoundary {
-            let reset = runtime.configuration.poolMode == .session ? runtime.configuration.serverResetQuery : nil
+            let reset = runtime.poolMode == .session ? shard.configuration.serverResetQuery : nil
             pool.release(connection, resetQuery: reset)
         } else {
             // Mid-transaction or mid-message: the server must not be reused; closing it rolls back.

@@ -23,7 +23,7 @@ import Testing
         let settings = PoolSettings(maximumConnectionsPerLoop: 1, connectTimeout: .seconds(1), queryWaitTimeout: .seconds(1),
                                     serverIdleTimeout: nil, tlsPolicy: .disable, tlsContext: nil,
                                     saltedPasswordCache: SaltedPasswordCache())
-        let shard = PoolShard(eventLoop: channel.eventLoop, settings: settings, runtime: runtime, logger: runtime.logger)
+        let shard = PoolShard(eventLoop: channel.eventLoop, configuration: configuration, settings: settings, runtime: runtime, logger: runtime.logger)
         try channel.pipeline.syncOperations.addHandler(ClientSession(runtime: runtime, shard: shard, logger: runtime.logger))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
         return channel

@@ -1,0 +1,222 @@
+import Logging
+import NIOCore
+import PostgresWire
+
+/// Runs admin console commands against the live proxy: reads state from the shards (on their own
+/// loops) and the health monitor, and changes it (pause, disable, kill, reload). Every command is
+/// logged with the operator who issued it.
+public final class AdminConsole: Sendable {
+    private let runtime: ProxyRuntime
+    private let monitor: ReplicaMonitor
+    private let reloadConfiguration: @Sendable () async throws -> [String]
+    private let logger: Logger
+
+    init(runtime: ProxyRuntime, monitor: ReplicaMonitor, reload: @escaping @Sendable () async throws -> [String], logger: Logger) {
+        self.runtime = runtime
+        self.monitor = monitor
+        self.reloadConfiguration = reload
+        self.logger = logger
+    }
+
+    /// Runs `command` for `user`; failures are thrown as ``ErrorFields``.
+    func execute(_ command: AdminCommand, user: String) async throws -> AdminResult {
+        let metadata: Logger.Metadata = ["admin_user": "\(user)", "command": "\(command)"]
+        if command.isAction {
+            logger.notice("admin command", metadata: metadata)
+        } else {
+            logger.info("admin command", metadata: metadata)
+        }
+        do {
+            return try await run(command)
+        } catch {
+            logger.warning("admin command failed", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+            throw error
+        }
+    }
+
+    private func run(_ command: AdminCommand) async throws -> AdminResult {
+        switch command {
+        case .showHelp:
+            return AdminResult(rows: AdminCommand.help.map { [.text($0.command), .text($0.description)] })
+        case .showVersion:
+            return AdminResult(rows: [[.text("Switchyard \(SwitchyardVersion.current)")]])
+        case .showConfig:
+            return AdminResult(rows: runtime.configuration.displayedSettings.map { [.text($0.key), .text($0.value), .text($0.reloadable ? "yes" : "no")] })
+        case .showServers:
+            return AdminResult(rows: await serverRows())
+        case .showPools:
+            return AdminResult(rows: await poolRows())
+        case .showClients:
+            return AdminResult(rows: await clientRows())
+        case .showStats:
+            return AdminResult(rows: await statsRows())
+        case .pause(let server):
+            return try await pause(server)
+        case .resume(let server):
+            return try await resume(server)
+        case .reload:
+            return AdminResult(notices: try await reloadConfiguration())
+        case .disable(let name):
+            let server = try existingServer(name)
+            guard server.role == .replica else {
+                throw ErrorFields(severity: .error, code: SQLState.objectNotInPrerequisiteState,
+                                  message: "cannot disable the primary \"\(name)\": writes have nowhere else to go",
+                                  hint: "PAUSE \(name) holds new transactions instead.")
+            }
+            let changed = runtime.setDisabled(name, true)
+            monitor.publish()
+            return AdminResult(notices: [changed ? "server \"\(name)\" gets no new traffic; running transactions finish" : "server \"\(name)\" was already disabled"])
+        case .enable(let name):
+            _ = try existingServer(name)
+            let changed = runtime.setDisabled(name, false)
+            monitor.publish()
+            return AdminResult(notices: [changed ? "server \"\(name)\" is back in rotation once its health checks pass" : "server \"\(name)\" was not disabled"])
+        case .kill(let name):
+            _ = try existingServer(name)
+            var closed = 0
+            for shard in runtime.allShards {
+                closed += (try? await shard.eventLoop.submit { shard.closeConnections(to: name) }.get()) ?? 0
+            }
+            logger.notice("killed server connections", metadata: ["server": "\(name)", "connections": "\(closed)"])
+            return AdminResult(notices: ["closed \(closed) connection\(closed == 1 ? "" : "s") to server \"\(name)\""])
+        }
+    }
+
+    // MARK: PAUSE and RESUME
+
+    /// Holds new transactions for `server` (or all), then waits for running ones to finish. On
+    /// timeout the pause is withdrawn, so a stuck transaction cannot wedge the proxy.
+    private func pause(_ server: String?) async throws -> AdminResult {
+        if let server { _ = try existingServer(server) }
+        let what = server.map { "server \"\($0)\"" } ?? "all servers"
+        let target = PauseScope(everything: server == nil, servers: server.map { [$0] } ?? [])
+        let state = runtime.updatePause { scope in
+            if let server { scope.servers.insert(server) } else { scope.everything = true }
+        }
+        await runtime.broadcastPause(state.scope)
+        let deadline = ContinuousClock.now + runtime.configuration.pauseTimeout
+        while true {
+            let current = runtime.pause
+            let stillPaused = server.map { current.scope.covers($0) } ?? current.scope.everything
+            guard stillPaused else {
+                throw ErrorFields(severity: .error, code: SQLState.queryCanceled, message: "PAUSE of \(what) was cancelled by RESUME")
+            }
+            let busy = await runtime.busyConnections(in: target)
+            if busy == 0 { break }
+            if ContinuousClock.now >= deadline {
+                let after = runtime.updatePause { scope in
+                    if let server { scope.servers.remove(server) } else { scope.everything = false }
+                }
+                await runtime.broadcastPause(after.scope)
+                throw ErrorFields(severity: .error, code: SQLState.queryCanceled,
+                                  message: "PAUSE of \(what) timed out after \(runtime.configuration.pauseTimeout): \(busy) transaction\(busy == 1 ? "" : "s") still running; traffic was resumed",
+                                  hint: "Raise pause_timeout, or look for long or idle-in-transaction clients (SHOW CLIENTS).")
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return AdminResult(notices: ["\(what) paused: running transactions finished, new ones wait for RESUME"])
+    }
+
+    private func resume(_ server: String?) async throws -> AdminResult {
+        if let server { _ = try existingServer(server) }
+        let before = runtime.pause.scope
+        if let server, before.everything {
+            throw ErrorFields(severity: .error, code: SQLState.objectNotInPrerequisiteState,
+                              message: "all servers are paused; RESUME without a server name resumes them")
+        }
+        let state = runtime.updatePause { scope in
+            if let server { scope.servers.remove(server) } else { scope = PauseScope() }
+        }
+        await runtime.broadcastPause(state.scope)
+        let wasPaused = server.map { before.covers($0) } ?? !before.isEmpty
+        return AdminResult(notices: [wasPaused ? "resumed \(server.map { "server \"\($0)\"" } ?? "all servers")" : "nothing was paused"])
+    }
+
+    // MARK: SHOW
+
+    private func existingServer(_ name: String) throws -> ServerDefinition {
+        guard let server = runtime.configuration.servers.first(where: { $0.name == name }) else {
+            let known = runtime.configuration.servers.map(\.name).joined(separator: ", ")
+            throw ErrorFields(severity: .error, code: SQLState.undefinedObject, message: "no server named \"\(name)\"",
+                              detail: "Configured servers: \(known).")
+        }
+        return server
+    }
+
+    private func serverRows() async -> [[ColumnValue]] {
+        let pools = await runtime.snapshots().flatMap(\.pools)
+        let statuses = monitor.snapshot
+        let disabled = runtime.disabledServers
+        let paused = runtime.pause.scope
+        return runtime.configuration.servers.map { server in
+            let status = statuses[server.name]
+            let mine = pools.filter { $0.key.server == server.name }
+            let lag = status?.health?.lastProbe
+            return [
+                .text(server.name), .text(server.role.rawValue), .text(server.host), .integer(Int64(server.port)),
+                .text(Self.state(of: server, status: status, disabled: disabled.contains(server.name), paused: paused.covers(server.name))),
+                lag?.lagBytes.map { .integer($0) } ?? .null, lag.map { .double($0.lagSeconds) } ?? .null,
+                .integer(Int64(mine.reduce(0) { $0 + $1.leased })), .integer(Int64(mine.reduce(0) { $0 + $1.idle })),
+                .integer(Int64(server.weight)), status?.lastError.map { .text($0) } ?? .null,
+            ]
+        }
+    }
+
+    static func state(of server: ServerDefinition, status: ReplicaMonitor.ServerStatus?, disabled: Bool, paused: Bool) -> String {
+        if disabled { return "disabled" }
+        if paused { return "paused" }
+        guard let status, status.probed else { return "unchecked" }
+        if let health = status.health {
+            return health.isEligible ? "in rotation" : "out of rotation: \(health.reason)"
+        }
+        return status.lastError == nil ? "up" : "down"
+    }
+
+    private func poolRows() async -> [[ColumnValue]] {
+        var merged: [PoolKey: PoolSnapshot] = [:]
+        for pool in await runtime.snapshots().flatMap(\.pools) {
+            guard var sum = merged[pool.key] else { merged[pool.key] = pool; continue }
+            sum.leased += pool.leased; sum.idle += pool.idle; sum.connecting += pool.connecting
+            sum.waiting += pool.waiting; sum.paused += pool.paused; sum.maximum += pool.maximum
+            sum.longestWait = max(sum.longestWait, pool.longestWait)
+            merged[pool.key] = sum
+        }
+        return merged.values.sorted { ($0.key.database, $0.key.user, $0.key.server) < ($1.key.database, $1.key.user, $1.key.server) }.map { pool in
+            [.text(pool.key.database), .text(pool.key.user), .text(pool.key.server), .integer(Int64(pool.leased)),
+             .integer(Int64(pool.waiting)), .integer(Int64(pool.paused)), .integer(Int64(pool.leased)), .integer(Int64(pool.idle)),
+             .integer(Int64(pool.connecting)), .double(pool.longestWait.milliseconds), .integer(Int64(pool.maximum))]
+        }
+    }
+
+    private func clientRows() async -> [[ColumnValue]] {
+        await runtime.snapshots().flatMap(\.clients).sorted { $0.connectedFor > $1.connectedFor }.map { client in
+            [client.id.map { .integer(Int64($0)) } ?? .null, client.user.map(ColumnValue.text) ?? .null,
+             client.database.map(ColumnValue.text) ?? .null, .text(client.address), .text(client.state.rawValue),
+             client.server.map(ColumnValue.text) ?? .null, client.applicationName.map(ColumnValue.text) ?? .null,
+             .double(client.connectedFor.milliseconds / 1000)]
+        }
+    }
+
+    private func statsRows() async -> [[ColumnValue]] {
+        var byServer: [String: PoolTraffic] = [:]
+        for pool in await runtime.snapshots().flatMap(\.pools) {
+            byServer[pool.key.server, default: PoolTraffic()].add(pool.traffic)
+        }
+        return runtime.configuration.servers.map { server in
+            let traffic = byServer[server.name] ?? PoolTraffic()
+            func average(_ nanoseconds: Int, _ count: Int) -> ColumnValue {
+                count == 0 ? .null : .double(Double(nanoseconds) / Double(count) / 1_000_000)
+            }
+            let p99: ColumnValue = traffic.queries == 0 ? .null : .double(Double(traffic.queryMicroseconds.valueAtPercentile(99)) / 1000)
+            return [.text(server.name), .text(server.role.rawValue), .integer(Int64(traffic.queries)), .integer(Int64(traffic.transactions)),
+                    .integer(Int64(traffic.bytesReceived)), .integer(Int64(traffic.bytesSent)),
+                    average(traffic.queryNanoseconds, traffic.queries), p99,
+                    average(traffic.transactionNanoseconds, traffic.transactions),
+                    .integer(Int64(traffic.waits)), average(traffic.waitNanoseconds, traffic.waits)]
+        }
+    }
+}
+
+extension TimeAmount {
+    var milliseconds: Double { Double(nanoseconds) / 1_000_000 }
+}
