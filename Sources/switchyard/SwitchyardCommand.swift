@@ -9,7 +9,7 @@ struct SwitchyardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "A PostgreSQL wire-protocol proxy: pooling, read routing and zero-downtime switchover.",
-        subcommands: [Run.self, CheckConfig.self, BenchmarkClassifier.self],
+        subcommands: [Run.self, Status.self, Pause.self, Resume.self, Reload.self, CheckConfig.self, BenchmarkClassifier.self],
         defaultSubcommand: Run.self)
 }
 
@@ -37,10 +37,28 @@ struct Run: AsyncParsableCommand {
         let server = try ProxyServer(configuration: configuration, logger: logger)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: server)],
+                services: [.init(service: server), .init(service: ReloadOnHangup(server: server, logger: logger))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
+    }
+}
+
+/// SIGHUP re-reads the configuration, as RELOAD does; a rejected file is logged by `reload()`
+/// and the running configuration stays.
+struct ReloadOnHangup: Service {
+    let server: ProxyServer
+    let logger: Logger
+
+    func run() async throws {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            logger.notice("SIGHUP received: reloading the configuration")
+            do {
+                _ = try await server.reload()
+            } catch {
+                // Already logged with the file's problems; nothing else to do until the file is fixed.
+            }
+        }
     }
 }
 
@@ -51,12 +69,30 @@ struct CheckConfig: ParsableCommand {
     @Argument(help: "Path to the configuration file.")
     var path: String = "proxy.conf"
 
+    @Flag(help: "Print JSON for scripts instead of text.")
+    var json = false
+
     func run() throws {
         do {
             let configuration = try ProxyConfiguration.load(path: path)
-            print("\(path): OK (\(configuration.servers.count) servers, \(configuration.users.count) users, pool_mode \(configuration.poolMode.rawValue))")
+            if json {
+                print(Output.json(["ok": true, "file": path, "servers": configuration.servers.count,
+                                   "users": configuration.users.count, "pool_mode": configuration.poolMode.rawValue]))
+            } else {
+                print("\(path): OK (\(configuration.servers.count) servers, \(configuration.users.count) users, pool_mode \(configuration.poolMode.rawValue))")
+            }
         } catch {
-            printError("\(error)")
+            if json {
+                let issues = error.issues.map { issue -> [String: Any] in
+                    var entry: [String: Any] = ["file": issue.file, "message": issue.message]
+                    if let line = issue.line { entry["line"] = line }
+                    if let key = issue.key { entry["key"] = key }
+                    return entry
+                }
+                print(Output.json(["ok": false, "file": path, "errors": issues]))
+            } else {
+                printError("\(error)")
+            }
             throw ExitCode(2)
         }
     }

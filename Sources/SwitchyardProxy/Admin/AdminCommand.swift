@@ -78,7 +78,8 @@ public enum AdminCommand: Sendable, Equatable {
         }
     }
 
-    /// The columns the command's result has; empty for commands that only report a tag.
+    /// The columns of the command's result. Actions answer with rows of one `result` column saying
+    /// what happened, which psql prints and drivers (and `switchyard status`) can read.
     public var columns: [(name: String, type: ColumnType)] {
         switch self {
         case .showHelp: [("command", .text), ("description", .text)]
@@ -98,7 +99,7 @@ public enum AdminCommand: Sendable, Equatable {
              ("waits", .int8), ("avg_wait_ms", .float8)]
         case .showConfig: [("key", .text), ("value", .text), ("reloadable", .text)]
         case .showVersion: [("version", .text)]
-        case .pause, .resume, .reload, .disable, .enable, .kill: []
+        case .pause, .resume, .reload, .disable, .enable, .kill: [("result", .text)]
         }
     }
 
@@ -116,7 +117,7 @@ public enum AdminCommand: Sendable, Equatable {
     }
 
     /// Whether the command changes anything (such commands are logged at notice level).
-    public var isAction: Bool { columns.isEmpty }
+    public var isAction: Bool { tag != "SHOW" }
 
     private static func unquote(_ name: String) -> String {
         guard name.count >= 2, name.first == "\"", name.last == "\"" else { return name }
@@ -130,13 +131,12 @@ public enum AdminCommand: Sendable, Equatable {
     }
 }
 
-/// What an admin command produced: rows for SHOW, plus notices (RELOAD's restart-only keys, say).
+/// What an admin command produced: rows in the command's ``AdminCommand/columns``.
 public struct AdminResult: Sendable, Equatable {
     public var rows: [[ColumnValue]]
-    public var notices: [String]
 
-    public init(rows: [[ColumnValue]] = [], notices: [String] = []) {
-        self.rows = rows
-        self.notices = notices
-    }
+    public init(rows: [[ColumnValue]]) { self.rows = rows }
+
+    /// An action's answer: one `result` row per line.
+    public init(messages: [String]) { rows = messages.map { [.text($0)] } }
 }

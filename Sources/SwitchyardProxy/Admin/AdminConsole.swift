@@ -55,7 +55,7 @@ public final class AdminConsole: Sendable {
         case .resume(let server):
             return try await resume(server)
         case .reload:
-            return AdminResult(notices: try await reloadConfiguration())
+            return AdminResult(messages: try await reloadConfiguration())
         case .disable(let name):
             let server = try existingServer(name)
             guard server.role == .replica else {
@@ -65,12 +65,12 @@ public final class AdminConsole: Sendable {
             }
             let changed = runtime.setDisabled(name, true)
             monitor.publish()
-            return AdminResult(notices: [changed ? "server \"\(name)\" gets no new traffic; running transactions finish" : "server \"\(name)\" was already disabled"])
+            return AdminResult(messages: [changed ? "server \"\(name)\" gets no new traffic; running transactions finish" : "server \"\(name)\" was already disabled"])
         case .enable(let name):
             _ = try existingServer(name)
             let changed = runtime.setDisabled(name, false)
             monitor.publish()
-            return AdminResult(notices: [changed ? "server \"\(name)\" is back in rotation once its health checks pass" : "server \"\(name)\" was not disabled"])
+            return AdminResult(messages: [changed ? "server \"\(name)\" is back in rotation once its health checks pass" : "server \"\(name)\" was not disabled"])
         case .kill(let name):
             _ = try existingServer(name)
             var closed = 0
@@ -78,7 +78,7 @@ public final class AdminConsole: Sendable {
                 closed += (try? await shard.eventLoop.submit { shard.closeConnections(to: name) }.get()) ?? 0
             }
             logger.notice("killed server connections", metadata: ["server": "\(name)", "connections": "\(closed)"])
-            return AdminResult(notices: ["closed \(closed) connection\(closed == 1 ? "" : "s") to server \"\(name)\""])
+            return AdminResult(messages: ["closed \(closed) connection\(closed == 1 ? "" : "s") to server \"\(name)\""])
         }
     }
 
@@ -114,7 +114,7 @@ public final class AdminConsole: Sendable {
             }
             try? await Task.sleep(for: .milliseconds(10))
         }
-        return AdminResult(notices: ["\(what) paused: running transactions finished, new ones wait for RESUME"])
+        return AdminResult(messages: ["\(what) paused: running transactions finished, new ones wait for RESUME"])
     }
 
     private func resume(_ server: String?) async throws -> AdminResult {
@@ -129,7 +129,7 @@ public final class AdminConsole: Sendable {
         }
         await runtime.broadcastPause(state.scope)
         let wasPaused = server.map { before.covers($0) } ?? !before.isEmpty
-        return AdminResult(notices: [wasPaused ? "resumed \(server.map { "server \"\($0)\"" } ?? "all servers")" : "nothing was paused"])
+        return AdminResult(messages: [wasPaused ? "resumed \(server.map { "server \"\($0)\"" } ?? "all servers")" : "nothing was paused"])
     }
 
     // MARK: SHOW

@@ -14,7 +14,6 @@ struct AdminProtocolStateMachine {
         case rowDescription(AdminCommand, formats: [Int16])
         case dataRows([[ColumnValue]], formats: [Int16])
         case commandComplete(String)
-        case notice(String)
         case error(ErrorFields)
     }
 
@@ -61,11 +60,8 @@ struct AdminProtocolStateMachine {
         var actions: [Action] = []
         switch result {
         case .success(let output):
-            actions += output.notices.map { .reply(.notice($0)) }
-            if !execution.command.columns.isEmpty {
-                if execution.simple { actions.append(.reply(.rowDescription(execution.command, formats: []))) }
-                actions.append(.reply(.dataRows(output.rows, formats: execution.formats)))
-            }
+            if execution.simple { actions.append(.reply(.rowDescription(execution.command, formats: []))) }
+            actions.append(.reply(.dataRows(output.rows, formats: execution.formats)))
             actions.append(.reply(.commandComplete(execution.command.tag)))
             if execution.simple, !execution.remaining.isEmpty {
                 execution.command = execution.remaining.removeFirst()
@@ -165,7 +161,7 @@ struct AdminProtocolStateMachine {
     }
 
     private static func description(of command: AdminCommand?, formats: [Int16]) -> Reply {
-        guard let command, !command.columns.isEmpty else { return .noData }
+        guard let command else { return .noData }
         return .rowDescription(command, formats: formats)
     }
 
@@ -201,8 +197,6 @@ extension AdminProtocolStateMachine.Reply {
         case .rowDescription(let command, let formats): BackendMessage.rowDescription(columns: command.columns, formats: formats, into: &buffer)
         case .dataRows(let rows, let formats): for row in rows { BackendMessage.dataRow(row, formats: formats, into: &buffer) }
         case .commandComplete(let tag): BackendMessage.commandComplete(tag, into: &buffer)
-        case .notice(let text):
-            ErrorFields(severity: .notice, code: "00000", message: text).encode(into: &buffer, id: BackendMessageID.noticeResponse)
         case .error(let error): error.encode(into: &buffer)
         }
     }

@@ -265,7 +265,7 @@ extension ConfigurationParser {
 
 extension ClientSecret {
     /// The password itself when stored in plaintext; hashes cannot be used to log in to Postgres.
-    var plaintextValue: String? {
+    public var plaintextValue: String? {
         if case .plaintext(let password) = self { password } else { nil }
     }
 }

@@ -6,7 +6,7 @@ import PostgresWire
 extension ProxyServer {
     /// Re-reads the configuration file (RELOAD, SIGHUP) without dropping clients: added servers
     /// join, removed or changed ones drain, pool sizes and timeouts apply, users and passwords
-    /// are replaced. An invalid file changes nothing. Returns notices for the operator.
+    /// are replaced. An invalid file changes nothing. Returns what changed, for the operator.
     /// - Throws: ``ErrorFields`` (SQLSTATE F0000) naming the problems when the file is rejected.
     public func reload() async throws -> [String] {
         let logger = runtime.logger
@@ -44,17 +44,17 @@ extension ProxyServer {
         let oldNames = Set(old.servers.map(\.name)), newNames = Set(configuration.servers.map(\.name))
         let added = newNames.subtracting(oldNames).sorted(), removed = oldNames.subtracting(newNames).sorted()
         let changed = configuration.servers.filter { server in old.servers.contains { $0.name == server.name && $0 != server } }.map(\.name)
-        var notices: [String] = []
-        if !added.isEmpty { notices.append("servers added: \(added.joined(separator: ", "))") }
-        if !removed.isEmpty { notices.append("servers removed (their running transactions finish): \(removed.joined(separator: ", "))") }
-        if !changed.isEmpty { notices.append("servers changed (old connections drain): \(changed.joined(separator: ", "))") }
-        if old.poolSize != configuration.poolSize { notices.append("pool_size \(old.poolSize) -> \(configuration.poolSize)") }
-        if !ignored.isEmpty { notices.append("needs a restart, kept the running value: \(ignored.joined(separator: ", "))") }
-        if notices.isEmpty { notices.append("configuration reloaded; no server or pool changes") }
+        var changes: [String] = []
+        if !added.isEmpty { changes.append("servers added: \(added.joined(separator: ", "))") }
+        if !removed.isEmpty { changes.append("servers removed (their running transactions finish): \(removed.joined(separator: ", "))") }
+        if !changed.isEmpty { changes.append("servers changed (old connections drain): \(changed.joined(separator: ", "))") }
+        if old.poolSize != configuration.poolSize { changes.append("pool_size \(old.poolSize) -> \(configuration.poolSize)") }
+        if !ignored.isEmpty { changes.append("needs a restart, kept the running value: \(ignored.joined(separator: ", "))") }
+        if changes.isEmpty { changes.append("configuration reloaded; no server or pool changes") }
         logger.notice("configuration reloaded", metadata: [
-            "file": "\(path)", "changes": "\(notices.joined(separator: "; "))",
+            "file": "\(path)", "changes": "\(changes.joined(separator: "; "))",
         ])
-        return notices
+        return changes
     }
 
     /// What the metrics port answers: `/metrics` (Prometheus text), `/healthz` (the process is up)
