@@ -173,18 +173,19 @@ public final class AdminConsole: Sendable {
     }
 
     private func poolRows() async -> [[ColumnValue]] {
+        let poolSize = runtime.configuration.poolSize
         var merged: [PoolKey: PoolSnapshot] = [:]
         for pool in await runtime.snapshots().flatMap(\.pools) {
             guard var sum = merged[pool.key] else { merged[pool.key] = pool; continue }
             sum.leased += pool.leased; sum.idle += pool.idle; sum.connecting += pool.connecting
-            sum.waiting += pool.waiting; sum.paused += pool.paused; sum.maximum += pool.maximum
+            sum.waiting += pool.waiting; sum.paused += pool.paused
             sum.longestWait = max(sum.longestWait, pool.longestWait)
             merged[pool.key] = sum
         }
         return merged.values.sorted { ($0.key.database, $0.key.user, $0.key.server) < ($1.key.database, $1.key.user, $1.key.server) }.map { pool in
             [.text(pool.key.database), .text(pool.key.user), .text(pool.key.server), .integer(Int64(pool.leased)),
              .integer(Int64(pool.waiting)), .integer(Int64(pool.paused)), .integer(Int64(pool.leased)), .integer(Int64(pool.idle)),
-             .integer(Int64(pool.connecting)), .double(pool.longestWait.milliseconds), .integer(Int64(pool.maximum))]
+             .integer(Int64(pool.connecting)), .double(pool.longestWait.milliseconds), .integer(Int64(poolSize))]
         }
     }
 
