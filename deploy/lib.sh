@@ -36,6 +36,7 @@ _SY_PACKAGES=(
   "postgresql-contrib:"
   "pgbouncer:$PGBOUNCER_BIN"
   "python3-psycopg:"
+  "curl:/usr/bin/curl"
 )
 
 log()  { printf '==> %s\n' "$*" >&2; }

@@ -19,8 +19,10 @@ enum TestEnvironment {
     static let python = variables["SWITCHYARD_TEST_PYTHON"] ?? "/usr/bin/python3"
 
     /// The client-side passwords of the `[users]` every test proxy defines (see `TestProxy`).
+    /// `admin` is the admin console's user (`admin_users = admin`); it has no role in Postgres.
     static let passwords = [
         "app": "app-secret", "app_md5": "md5-secret", "app_plain": "plain-secret", "app_trust": "trust-secret",
+        "admin": "admin-secret",
     ]
 
     /// Fails (throws) unless the primary accepts TCP connections. Called before every proxy start,

@@ -60,7 +60,7 @@ final class RoutingProxy: Sendable {
 
     static let defaultSettings = [
         "listen_addr": "127.0.0.1", "pool_mode": "transaction", "pool_size": "10", "log_level": "info",
-        "health_check_user": "app", "health_check_interval": "0.2", "health_check_hysteresis": "2",
+        "health_check_user": "app", "health_check_interval": "0.2", "health_check_hysteresis": "2", "admin_users": "admin",
     ]
 
     /// The executable built next to this test bundle, or `$SWITCHYARD_ROUTING_PROXY_BINARY` (to try a
@@ -145,6 +145,12 @@ final class RoutingProxy: Sendable {
     }
 
     var isRunning: Bool { process.isRunning }
+
+    /// Sends `signal` (SIGHUP, say) to the proxy process.
+    func send(_ signal: Int32) { Foundation.kill(process.processIdentifier, signal) }
+
+    /// The proxy's configuration file, which RELOAD and SIGHUP re-read.
+    var configurationPath: String { directory + "/proxy.conf" }
 
     /// The proxy's stdout and stderr (its log), the last `limit` characters.
     func log(limit: Int = 6000) -> String {

@@ -19,7 +19,8 @@ final class TestProxy: Sendable {
     /// The configuration text for `settings` (keys of `[switchyard]`, e.g. `pool_mode`), in
     /// proxy.conf's format, with the four test users.
     static func configurationText(_ settings: [String: String], primaryPort: Int = TestEnvironment.pgPort) -> String {
-        var switchyard = ["listen_addr": "127.0.0.1", "listen_port": "6432", "pool_mode": "transaction", "pool_size": "10"]
+        var switchyard = ["listen_addr": "127.0.0.1", "listen_port": "6432", "pool_mode": "transaction", "pool_size": "10",
+                          "admin_users": "admin"]
         switchyard.merge(settings) { $1 }
         let users = TestEnvironment.passwords.sorted { $0.key < $1.key }
         return """
