@@ -223,6 +223,8 @@ EOF
 # section of their own (a section may appear more than once).
 write_config() {
   local out="$1" kv keys=""; shift
+  # Several proxies run side by side: none of them serves metrics (proxy.conf's port would clash).
+  set -- "$@" "metrics_port=0"
   for kv in "$@"; do keys="$keys ${kv%%=*}"; done
   awk -v keys="$keys" '
     BEGIN { n = split(keys, k, " "); for (i = 1; i <= n; i++) drop[tolower(k[i])] = 1 }

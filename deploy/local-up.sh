@@ -27,6 +27,9 @@ build_switchyard_release   # sets SWITCHYARD_BIN; dies with a clear message on f
 if port_in_use "$PROXY_PORT"; then
   die "port $PROXY_PORT is already in use (another switchyard, or the Debian pgbouncer service?)"
 fi
+if port_in_use 9127; then
+  die "port 9127 (metrics_port in proxy.conf) is already in use"
+fi
 
 cat <<EOF
 
@@ -38,6 +41,9 @@ cat <<EOF
  Try, from another terminal:
    psql "host=$PG_HOST port=$PROXY_PORT user=app dbname=app password=app-secret"
    PGPASSWORD=app-secret pgbench -h $PG_HOST -p $PROXY_PORT -U app -S -T 10 bench
+   psql "host=$PG_HOST port=$PROXY_PORT user=admin dbname=switchyard password=admin-secret" -c 'SHOW SERVERS'
+   $SWITCHYARD_BIN status
+   curl -s $PG_HOST:9127/metrics
 
  Ctrl-C stops the proxy; deploy/cluster.sh stop stops PostgreSQL.
 ====================================================================
