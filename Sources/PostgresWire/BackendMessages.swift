@@ -214,7 +214,8 @@ public enum ColumnValue: Sendable, Equatable {
         case .null: nil
         case .text(let text): text
         case .integer(let number): String(number)
-        case .double(let number): number.isFinite ? String((number * 1000).rounded() / 1000) : "NaN"
+        case .double(let number):
+            if number.isNaN { "NaN" } else if number.isInfinite { number > 0 ? "Infinity" : "-Infinity" } else { String((number * 1000).rounded() / 1000) }
         }
     }
 

@@ -37,7 +37,11 @@ struct Run: AsyncParsableCommand {
         let server = try ProxyServer(configuration: configuration, logger: logger)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: server), .init(service: ReloadOnHangup(server: server, logger: logger))],
+                services: [
+                    .init(service: server),
+                    // It ends first at shutdown (services stop in reverse order); that must not cancel the drain.
+                    .init(service: ReloadOnHangup(server: server, logger: logger), successTerminationBehavior: .ignore),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()

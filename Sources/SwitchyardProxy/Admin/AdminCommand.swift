@@ -35,7 +35,8 @@ public enum AdminCommand: Sendable, Equatable {
 
     /// Parses one command; the error is the ErrorResponse to send.
     public static func parse(_ text: String) throws(ErrorFields) -> AdminCommand {
-        var words = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }).map(String.init)
+        // `isWhitespace` also covers "\r\n", which Swift treats as one Character.
+        var words = text.split(whereSeparator: \.isWhitespace).map(String.init)
         // A trailing `;`, alone or stuck to the last word.
         if let last = words.last, last.hasSuffix(";") {
             words[words.count - 1] = String(last.dropLast())

@@ -83,6 +83,17 @@ struct AdminProtocolStateMachine {
     private mutating func process(_ message: Frame) -> [Action] {
         var body = message.body
         switch message.id {
+        case FrontendMessageID.sync:
+            skippingUntilSync = false
+            return [.reply(.readyForQuery)]
+        case FrontendMessageID.terminate:
+            return [.close]
+        default:
+            break
+        }
+        // After an error only Sync (or Terminate) counts, a simple Query too is discarded, as in Postgres.
+        guard !skippingUntilSync else { return [] }
+        switch message.id {
         case FrontendMessageID.query:
             guard let text = body.readNullTerminatedString() else { return malformed("Query") }
             let pieces = text.split(separator: ";").map(ConfigurationParser.trim).filter { !$0.isEmpty }
@@ -96,18 +107,8 @@ struct AdminProtocolStateMachine {
             let first = commands.removeFirst()
             running = Execution(command: first, simple: true, formats: [], remaining: commands)
             return [.execute(first)]
-        case FrontendMessageID.sync:
-            skippingUntilSync = false
-            return [.reply(.readyForQuery)]
         case FrontendMessageID.flush:
             return []
-        case FrontendMessageID.terminate:
-            return [.close]
-        default:
-            break
-        }
-        guard !skippingUntilSync else { return [] }
-        switch message.id {
         case FrontendMessageID.parse:
             guard let name = body.readNullTerminatedString(), let text = body.readNullTerminatedString() else { return malformed("Parse") }
             let trimmed = ConfigurationParser.trim(text[...])

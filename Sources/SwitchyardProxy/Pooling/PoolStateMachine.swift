@@ -49,6 +49,8 @@ public struct PoolStateMachine: Sendable {
 
     public mutating func connectionEstablished(_ id: ConnectionID, now: ContinuousClock.Instant) -> Action {
         guard connecting.remove(id) != nil else { return .closeConnection(id) }
+        // Opened before a lowered limit (RELOAD) and nobody waits for it: it goes.
+        if waiters.isEmpty, totalConnections >= maximumConnections { return .closeConnection(id) }
         return handOut(id, now: now)
     }
 

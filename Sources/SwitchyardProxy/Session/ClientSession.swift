@@ -188,7 +188,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         if error is NIOSSLError || error is BoringSSLError {
             logger.info("client TLS error", metadata: ["error": "\(error)"])
         } else {
-            logger.debug("client connection error", metadata: ["error": "\(error)"])
+            logger.info("client connection error", metadata: ["error": "\(error)"])
         }
         context.close(promise: nil)
     }

@@ -10,7 +10,7 @@ struct ConfigurationParsingTests {
         #expect(config.listenAddress == "127.0.0.1" && config.listenPort == 6432)
         #expect(config.poolMode == .transaction && config.poolSize == 20)
         #expect(config.clientAuthMethod == .scramSHA256)
-        #expect(config.metricsPort == nil)
+        #expect(config.metricsPort == 9127)
         #expect(config.adminUsers == ["admin"])
         #expect(config.servers == [
             ServerDefinition(name: "primary", host: "127.0.0.1", port: 15432, role: .primary),
@@ -36,7 +36,7 @@ struct ConfigurationParsingTests {
             uncommented.append(key)
             return String(line.dropFirst())
         }.joined(separator: "\n")
-        #expect(uncommented.count == 21)
+        #expect(uncommented.count == 22)
         #expect(try ProxyConfiguration.parse(expanded) == ProxyConfiguration.parse(text))
     }
 
