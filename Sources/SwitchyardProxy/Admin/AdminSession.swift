@@ -19,6 +19,8 @@ final class AdminSession: ChannelInboundHandler {
     init(console: AdminConsole, user: String, maximumMessageSize: Int, logger: Logger) {
         self.console = console
         self.user = user
+        var logger = logger
+        logger[metadataKey: "admin_user"] = "\(user)"
         self.logger = logger
         // Admin commands are short; a megabyte is plenty and bounds what a client can make us buffer.
         self.processor = NIOSingleStepByteToMessageProcessor(FrameDecoder(maximumLength: min(maximumMessageSize, 1 << 20)))

@@ -10,6 +10,10 @@ extension ProxyServer {
     /// - Throws: ``ErrorFields`` (SQLSTATE F0000) naming the problems when the file is rejected.
     public func reload() async throws -> [String] {
         let logger = runtime.logger
+        guard reloading.withLock({ busy in defer { busy = true }; return !busy }) else {
+            throw ErrorFields(severity: .error, code: SQLState.objectNotInPrerequisiteState, message: "a reload is already running")
+        }
+        defer { reloading.withLock { $0 = false } }
         let old = runtime.configuration
         guard let path = old.sourcePath else {
             throw ErrorFields(severity: .error, code: SQLState.configFileError,

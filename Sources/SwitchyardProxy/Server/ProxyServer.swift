@@ -21,7 +21,7 @@ public final class ProxyServer: Service, Sendable {
     private let tlsContext: NIOSSLContext?
     private let saltedPasswordCache = SaltedPasswordCache()
     /// One RELOAD at a time.
-    private let reloading = Mutex<Bool>(false)
+    let reloading = Mutex<Bool>(false)
 
     public init(configuration: ProxyConfiguration, logger: Logger) throws {
         let runtime = try ProxyRuntime(configuration: configuration, logger: logger)
