@@ -29,6 +29,9 @@
 #                       ALLOC_ROUTE [primary] (default_route of the counted instance: primary|auto)
 #   SKIP_SWITCHYARD=1   skip building/running Switchyard (columns say "skipped"; sections 2-4 skipped)
 #   SWITCHYARD_BIN=...  use this prebuilt binary instead of building one
+#   BASELINE_BIN=...    another switchyard binary (an earlier commit, say) run in the table beside
+#                       the current one, same config, on BASELINE_PORT [PROXY_PORT+3]: the
+#                       "baseline" column and sy/base ratio measure what a change costs
 #   KEEP_LOGS=1         keep the temp dir with configs and raw pgbench output
 #   KEEP_CLUSTER=1      leave the cluster running even if this script started it
 #
@@ -89,8 +92,14 @@ done
 # scripts with pgbench's @weight, so pgbench itself detects the scale.
 READ_HEAVY_SCRIPTS=(-b select-only@9 -b simple-update@1)
 
+BASELINE_BIN="${BASELINE_BIN:-}"
+BASELINE_PORT="${BASELINE_PORT:-$((PROXY_PORT + 3))}"
 TARGETS=(direct switchyard pgbouncer)
-declare -A TARGET_PORT=([direct]="$PRIMARY_PORT" [switchyard]="$PROXY_PORT" [pgbouncer]="$PGBOUNCER_PORT")
+declare -A TARGET_PORT=([direct]="$PRIMARY_PORT" [switchyard]="$PROXY_PORT" [pgbouncer]="$PGBOUNCER_PORT" [baseline]="$BASELINE_PORT")
+if [ -n "$BASELINE_BIN" ]; then
+  [ -x "$BASELINE_BIN" ] || die "BASELINE_BIN $BASELINE_BIN is not an executable"
+  TARGETS=(direct switchyard baseline pgbouncer)
+fi
 declare -A TPS=() LAT=() ERR=() XACTS=() MIX=()
 declare -A INSTANCE_PID=() INSTANCE_LOG=() LOG_SHOWN=()
 declare -A RH_PRIMARY=() RH_REPLICA=() RH_NOTE=()
@@ -323,6 +332,7 @@ run_pgbench_raw() {
 run_pgbench() {
   local workload="$1" mode="$2" target="$3" instance=""
   [ "$target" = switchyard ] && instance=main
+  [ "$target" = baseline ] && instance=baseline
   run_pgbench_raw "$1|$2|$3" "$target" "${TARGET_PORT[$target]}" "$instance" "$RUN_TIMEOUT" -- \
     -c "$CLIENTS" -j "$JOBS" -T "$DURATION" -M "$mode" -b "$workload"
 }
@@ -348,11 +358,17 @@ print_errors() {
 print_table() {
   local w m t key empty
   local fmt='%-12s %-9s | %9s %8s | %9s %8s | %9s %8s | %7s %9s\n'
+  local header=("direct" "lat ms" "switchyd" "lat ms" "pgbouncer" "lat ms" "sy/pgb" "sy/direct")
+  if [ -n "$BASELINE_BIN" ]; then
+    fmt='%-12s %-9s | %9s %8s | %9s %8s | %9s %8s | %9s %8s | %7s %9s %8s\n'
+    header=("direct" "lat ms" "switchyd" "lat ms" "baseline" "lat ms" "pgbouncer" "lat ms" "sy/pgb" "sy/direct" "sy/base")
+  fi
   echo
   echo "Results: tps (without initial connection time) and latency average in ms;"
   echo "${CLIENTS} clients, ${JOBS} threads, ${DURATION}s per run. Ratios compare tps.$SY_DEBUG_NOTE"
+  if [ -n "$BASELINE_BIN" ]; then echo "baseline: $BASELINE_BIN"; fi
   # shellcheck disable=SC2059
-  printf "$fmt" workload mode "direct" "lat ms" "switchyd" "lat ms" "pgbouncer" "lat ms" "sy/pgb" "sy/direct"
+  printf "$fmt" workload mode "${header[@]}"
   printf '%s\n' "$(printf '%.0s-' $(seq 1 106))"
   for w in $TABLE_WORKLOADS; do
     for m in $MODES; do
@@ -362,9 +378,10 @@ print_table() {
         if [ "$t" = switchyard ] && [ "$SKIP_SWITCHYARD" = 1 ]; then empty=skipped; fi
         cells+=("$(fmt_tps "$key" "$empty")" "$(fmt_lat "$key" -)")
       done
+      local ratios=("$(ratio "$w|$m|switchyard" "$w|$m|pgbouncer")" "$(ratio "$w|$m|switchyard" "$w|$m|direct")")
+      if [ -n "$BASELINE_BIN" ]; then ratios+=("$(ratio "$w|$m|switchyard" "$w|$m|baseline")"); fi
       # shellcheck disable=SC2059
-      printf "$fmt" "$w" "$m" "${cells[@]}" \
-        "$(ratio "$w|$m|switchyard" "$w|$m|pgbouncer")" "$(ratio "$w|$m|switchyard" "$w|$m|direct")"
+      printf "$fmt" "$w" "$m" "${cells[@]}" "${ratios[@]}"
     done
   done
 }
@@ -755,6 +772,10 @@ if [ -n "$TABLE_WORKLOADS" ]; then
     # Routing to the replica is measured on its own in the read-heavy section.
     write_config "$WORK/proxy.conf" "listen_port=$PROXY_PORT" "default_route=${COMPARE_ROUTE:-primary}"
     start_switchyard main "$PROXY_PORT" "$WORK/proxy.conf"
+    if [ -n "$BASELINE_BIN" ]; then
+      write_config "$WORK/proxy-baseline.conf" "listen_port=$BASELINE_PORT" "default_route=${COMPARE_ROUTE:-primary}"
+      SWITCHYARD_BIN="$BASELINE_BIN" start_switchyard baseline "$BASELINE_PORT" "$WORK/proxy-baseline.conf"
+    fi
   fi
 fi
 
@@ -783,6 +804,7 @@ if [ -n "$TABLE_WORKLOADS" ]; then
   # The other sections run their own instances; stopping these also closes
   # their server connections, which flushes those backends' statistics.
   stop_switchyard main
+  stop_switchyard baseline
   stop_pgbouncer
 fi
 

@@ -599,7 +599,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     private func sendVerbatim(_ message: WireMessage, to backend: BackendConnection) {
-        pool?.traffic.bytesReceived += message.bytes.readableBytes
         if verbatimTarget !== backend { flushVerbatim(wholeRead: nil) }
         verbatimTarget = backend
         verbatim.append(message.bytes)
@@ -609,6 +608,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Writes what `sendVerbatim` collected, as the read's own buffer when that is all of it.
     private func flushVerbatim(wholeRead: ByteBuffer?) {
         guard let target = verbatimTarget, !verbatim.isEmpty else { return }
+        // Counted once per write, not per message.
+        pool?.traffic.bytesReceived += verbatimBytes
         if let wholeRead, verbatimBytes == wholeRead.readableBytes {
             target.write(wholeRead)
         } else {
