@@ -93,11 +93,11 @@ public final class AdminConsole: Sendable {
         let state = runtime.updatePause { scope in
             if let server { scope.servers.insert(server) } else { scope.everything = true }
         }
-        await runtime.broadcastPause(state.scope)
+        await runtime.broadcastPause(state)
         let deadline = ContinuousClock.now + runtime.configuration.pauseTimeout
         while true {
             let current = runtime.pause
-            let stillPaused = server.map { current.scope.covers($0) } ?? current.scope.everything
+            let stillPaused = server.map { current.covers($0) } ?? current.everything
             guard stillPaused else {
                 throw ErrorFields(severity: .error, code: SQLState.queryCanceled, message: "PAUSE of \(what) was cancelled by RESUME")
             }
@@ -107,7 +107,7 @@ public final class AdminConsole: Sendable {
                 let after = runtime.updatePause { scope in
                     if let server { scope.servers.remove(server) } else { scope.everything = false }
                 }
-                await runtime.broadcastPause(after.scope)
+                await runtime.broadcastPause(after)
                 throw ErrorFields(severity: .error, code: SQLState.queryCanceled,
                                   message: "PAUSE of \(what) timed out after \(runtime.configuration.pauseTimeout): \(busy) transaction\(busy == 1 ? "" : "s") still running; traffic was resumed",
                                   hint: "Raise pause_timeout, or look for long or idle-in-transaction clients (SHOW CLIENTS).")
@@ -119,7 +119,7 @@ public final class AdminConsole: Sendable {
 
     private func resume(_ server: String?) async throws -> AdminResult {
         if let server { _ = try existingServer(server) }
-        let before = runtime.pause.scope
+        let before = runtime.pause
         if let server, before.everything {
             throw ErrorFields(severity: .error, code: SQLState.objectNotInPrerequisiteState,
                               message: "all servers are paused; RESUME without a server name resumes them")
@@ -127,7 +127,7 @@ public final class AdminConsole: Sendable {
         let state = runtime.updatePause { scope in
             if let server { scope.servers.remove(server) } else { scope = PauseScope() }
         }
-        await runtime.broadcastPause(state.scope)
+        await runtime.broadcastPause(state)
         let wasPaused = server.map { before.covers($0) } ?? !before.isEmpty
         return AdminResult(messages: [wasPaused ? "resumed \(server.map { "server \"\($0)\"" } ?? "all servers")" : "nothing was paused"])
     }
@@ -147,7 +147,7 @@ public final class AdminConsole: Sendable {
         let pools = await runtime.snapshots().flatMap(\.pools)
         let statuses = monitor.snapshot
         let disabled = runtime.disabledServers
-        let paused = runtime.pause.scope
+        let paused = runtime.pause
         return runtime.configuration.servers.map { server in
             let status = statuses[server.name]
             let mine = pools.filter { $0.key.server == server.name }

@@ -47,7 +47,7 @@ final class ConnectionPool {
     private var lastConnectError: ErrorFields?
     private var idleSweep: RepeatedTask?
     /// Removed or changed by RELOAD: connections close as they come back instead of being reused.
-    private(set) var isRetired = false
+    private var isRetired = false
     /// What this pool's clients did (SHOW STATS, /metrics), and how much of it /metrics has seen.
     var traffic = PoolTraffic()
     private var publishedTraffic = PoolTraffic()
@@ -70,7 +70,6 @@ final class ConnectionPool {
     var leasedCount: Int { machine.leasedCount }
     var waiterCount: Int { machine.waiterCount }
     var connectingCount: Int { machine.connectingCount }
-    var maximumConnections: Int { machine.maximumConnections }
 
     /// How long the longest-waiting client has waited.
     func longestWait(now: NIODeadline) -> TimeAmount {

@@ -172,7 +172,7 @@ final class PoolShard: @unchecked Sendable {
             PoolSnapshot(key: pool.key, role: pool.server.role, leased: pool.leasedCount, idle: pool.idleCount,
                          connecting: pool.connectingCount, waiting: pool.waiterCount,
                          paused: pausedByServer[pool.server.name] ?? 0, longestWait: pool.longestWait(now: now),
-                         maximum: pool.maximumConnections, traffic: pool.traffic)
+                         traffic: pool.traffic)
         }
         return ShardSnapshot(pools: pools, clients: sessions.values.map { $0.snapshot(now: now) })
     }
@@ -208,7 +208,6 @@ struct PoolSnapshot: Sendable {
     var role: ServerRole
     var leased, idle, connecting, waiting, paused: Int
     var longestWait: TimeAmount
-    var maximum: Int
     var traffic: PoolTraffic
 }
 

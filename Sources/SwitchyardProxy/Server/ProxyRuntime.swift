@@ -27,8 +27,8 @@ final class ProxyRuntime: Sendable {
     private let draining = Atomic<Bool>(false)
     /// Servers an operator took out of rotation with DISABLE.
     private let disabled = Mutex<Set<String>>([])
-    /// What PAUSE holds (the shards carry copies), and which PAUSE/RESUME set it last.
-    private let pauseState = Mutex<(scope: PauseScope, generation: Int)>((PauseScope(), 0))
+    /// What PAUSE holds (the shards carry copies).
+    private let pauseState = Mutex(PauseScope())
 
     init(configuration: ProxyConfiguration, metrics: ProxyMetrics = ProxyMetrics(), logger: Logger) throws {
         self.poolMode = configuration.poolMode
@@ -56,14 +56,13 @@ final class ProxyRuntime: Sendable {
         disabled.withLock { set in isDisabled ? set.insert(server).inserted : set.remove(server) != nil }
     }
 
-    var pause: (scope: PauseScope, generation: Int) { pauseState.withLock { $0 } }
+    var pause: PauseScope { pauseState.withLock { $0 } }
 
-    /// Changes the pause scope; returns the new state.
-    func updatePause(_ change: (inout PauseScope) -> Void) -> (scope: PauseScope, generation: Int) {
-        pauseState.withLock { state in
-            change(&state.scope)
-            state.generation += 1
-            return state
+    /// Changes the pause scope; returns the new one.
+    func updatePause(_ change: (inout PauseScope) -> Void) -> PauseScope {
+        pauseState.withLock { scope in
+            change(&scope)
+            return scope
         }
     }
 

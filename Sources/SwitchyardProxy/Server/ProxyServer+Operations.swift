@@ -83,7 +83,7 @@ extension ProxyServer {
     func readinessProblem() async -> String? {
         if runtime.isDraining { return "shutting down" }
         let primary = runtime.configuration.primary
-        if runtime.pause.scope.covers(primary.name) { return "paused" }
+        if runtime.pause.covers(primary.name) { return "paused" }
         if runtime.configuration.routing.healthCheckUser != nil {
             guard let status = monitor.snapshot[primary.name], status.probed else { return "primary not checked yet" }
             return status.lastError.map { "primary \"\(primary.name)\" unreachable: \($0)" }
@@ -118,7 +118,7 @@ extension ProxyServer {
         let pools = snapshots.flatMap(\.pools)
         let statuses = monitor.snapshot
         let disabled = runtime.disabledServers
-        let pause = runtime.pause.scope
+        let pause = runtime.pause
         for server in runtime.configuration.servers {
             let mine = pools.filter { $0.key.server == server.name }
             func total(_ count: (PoolSnapshot) -> Int) -> Double { Double(mine.reduce(0) { $0 + count($1) }) }
