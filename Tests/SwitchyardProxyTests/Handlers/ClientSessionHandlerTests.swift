@@ -13,10 +13,12 @@ import Testing
             [switchyard]
             auth_type = \(auth)
             max_message_size = 1024
+            admin_users = admin
             [servers]
             main = host=127.0.0.1 port=1 role=primary
             [users]
             app = password=app-secret
+            admin = password=admin-secret
             """)
         let runtime = try ProxyRuntime(configuration: configuration, logger: Logger(label: "test"))
         let channel = EmbeddedChannel()
@@ -24,7 +26,9 @@ import Testing
                                     serverIdleTimeout: nil, tlsPolicy: .disable, tlsContext: nil,
                                     saltedPasswordCache: SaltedPasswordCache())
         let shard = PoolShard(eventLoop: channel.eventLoop, configuration: configuration, settings: settings, runtime: runtime, logger: runtime.logger)
-        try channel.pipeline.syncOperations.addHandler(ClientSession(runtime: runtime, shard: shard, logger: runtime.logger))
+        let monitor = ReplicaMonitor(runtime: runtime, eventLoop: channel.eventLoop, logger: runtime.logger)
+        let console = AdminConsole(runtime: runtime, monitor: monitor, reload: { [] }, logger: runtime.logger)
+        try channel.pipeline.syncOperations.addHandler(ClientSession(runtime: runtime, shard: shard, console: console, logger: runtime.logger))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
         return channel
     }
@@ -93,6 +97,34 @@ import Testing
         try channel.writeInbound(bytes)
         let error = try #require(try readFrames(channel).first.flatMap { ErrorFields(decoding: $0.body) })
         #expect(error.code == SQLState.protocolViolation)
+        #expect(!channel.isActive)
+    }
+
+    @Test func adminLoginHandsTheConnectionToTheConsole() throws {
+        let channel = try makeChannel(auth: "trust")
+        var startup = ByteBuffer()
+        StartupMessage(parameters: [("user", "admin"), ("database", "switchyard")]).encode(into: &startup)
+        try channel.writeInbound(startup)
+        let frames = try readFrames(channel)
+        #expect(frames.first.flatMap { AuthenticationRequest(decoding: $0.body) } == .ok)
+        let parameters = frames.filter { $0.id == BackendMessageID.parameterStatus }.compactMap { BackendMessage.decodeParameterStatus($0.body) }
+        #expect(parameters.contains { $0.0 == "server_version" && $0.1.contains("Switchyard") })
+        #expect(frames.contains { $0.id == BackendMessageID.backendKeyData })
+        #expect(frames.last?.id == BackendMessageID.readyForQuery)
+        #expect(channel.isActive)
+        // The console's handler took over; the relay's handler left the pipeline.
+        #expect(throws: Never.self) { try channel.pipeline.syncOperations.handler(type: AdminSession.self) }
+        #expect(throws: (any Error).self) { try channel.pipeline.syncOperations.handler(type: ClientSession.self) }
+    }
+
+    @Test func nonAdminOnTheConsoleGetsFatal42501() throws {
+        let channel = try makeChannel(auth: "trust")
+        var startup = ByteBuffer()
+        StartupMessage(parameters: [("user", "app"), ("database", "switchyard")]).encode(into: &startup)
+        try channel.writeInbound(startup)
+        let error = try #require(try readFrames(channel).compactMap { $0.id == BackendMessageID.errorResponse ? ErrorFields(decoding: $0.body) : nil }.first)
+        #expect(error.code == SQLState.insufficientPrivilege)
+        #expect(error.severity == "FATAL")
         #expect(!channel.isActive)
     }
 }
