@@ -277,6 +277,23 @@ extension IntegrationTests {
             }
         }
 
+        @Test func reloadRemovingAReplicaLetsItsTransactionFinishThenSendsReadsToThePrimary() async throws {
+            try await withRoutingProxy { proxy in
+                // A read-only transaction runs on the replica while the replica is removed from the file.
+                async let reading = psql(port: proxy.port, ["begin read only", "select pg_sleep(2)", "select pg_is_in_recovery()", "commit"])
+                try await Task.sleep(for: .seconds(0.7))
+                let withoutReplica = RoutingProxy.configurationText(["listen_port": "\(proxy.port)"], replicas: [], userOptions: [:])
+                try withoutReplica.write(toFile: proxy.configurationPath, atomically: true, encoding: .utf8)
+                let reload = try await console(proxy, ["RELOAD"])
+                #expect(reload.succeeded && reload.output.contains("servers removed"), "\(reload)")
+                let finished = try await reading
+                #expect(finished.succeeded && finished.lines.contains("t") && !finished.lines.contains("f"), "the transaction finished on the replica: \(finished)")
+                let read = try await psql(port: proxy.port, ["select pg_is_in_recovery()"])
+                #expect(read.succeeded && read.output == "f", "\(read)")
+                #expect(try await consoleRows(proxy, "show servers").map { $0[0] } == ["primary"])
+            }
+        }
+
         // MARK: Metrics
 
         @Test func metricsCountersMoveDuringPgbench() async throws {
