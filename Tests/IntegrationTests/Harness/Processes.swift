@@ -33,10 +33,11 @@ func runProcess(
     // Children never inherit the caller's PG* variables: every connection parameter is explicit.
     process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PG") }.merging(environment) { $1 }
     let command = ([executable] + arguments).map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
-    let outPipe = Pipe(), errPipe = Pipe(), inPipe = Pipe()
+    let outPipe = Pipe(), errPipe = Pipe()
+    let inPipe: Pipe? = stdin == nil ? nil : Pipe()
     process.standardOutput = outPipe
     process.standardError = errPipe
-    process.standardInput = stdin == nil ? FileHandle.nullDevice : inPipe
+    process.standardInput = inPipe ?? FileHandle.nullDevice
 
     let collected = CollectedOutput()
     let group = DispatchGroup()
@@ -52,7 +53,7 @@ func runProcess(
     process.terminationHandler = { _ in exited.signal() }
     try startWithDefaultSignalMask(process)
     let pid = process.processIdentifier
-    if let stdin {
+    if let stdin, let inPipe {
         let handle = inPipe.fileHandleForWriting
         DispatchQueue.global().async {
             try? handle.write(contentsOf: stdin)
@@ -66,6 +67,11 @@ func runProcess(
             exited.wait()
         }
         _ = group.wait(timeout: .now() + 10)
+        // Foundation's Process keeps its pipes open after the child exits; close this side's ends
+        // now, or a long test run piles up descriptors (thousands, by the routing suites).
+        for handle in [outPipe.fileHandleForReading, errPipe.fileHandleForReading, inPipe?.fileHandleForReading].compactMap({ $0 }) {
+            try? handle.close()
+        }
         let (out, err) = collected.values
         let code = process.terminationStatus
         return ProcessResult(

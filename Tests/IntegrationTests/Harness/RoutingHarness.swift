@@ -126,10 +126,13 @@ final class RoutingProxy: Sendable {
         // A crash report that is quick to produce (a full one of a debug binary can take many seconds).
         environment["SWIFT_BACKTRACE"] = "enable=yes,threads=crashed,registers=none,images=none,limit=24,symbolicate=fast"
         process.environment = environment
-        process.standardOutput = FileHandle(forWritingAtPath: log)
-        process.standardError = FileHandle(forWritingAtPath: log)
+        // One handle for both; the child gets its own copies, so ours is closed once it runs.
+        let logHandle = FileHandle(forWritingAtPath: log)
+        process.standardOutput = logHandle
+        process.standardError = logHandle
         process.standardInput = FileHandle.nullDevice
         try process.run()
+        try? logHandle?.close()
         let proxy = RoutingProxy(process: process, port: port, directory: directory, configurationText: text)
         // Ready when it logs so (log_level info or lower). Not by connecting: a client that connects
         // and leaves at once can hold up a later drain (see Health.clientLeavingJustBeforeSIGTERM).

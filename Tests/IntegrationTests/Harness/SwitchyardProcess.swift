@@ -39,10 +39,13 @@ final class SwitchyardProcess: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executablePath)
         process.arguments = ["run", "--config", directory + "/proxy.conf"]
-        process.standardOutput = FileHandle(forWritingAtPath: log)
-        process.standardError = FileHandle(forWritingAtPath: log)
+        // One handle for both; the child gets its own copies, so ours is closed once it runs.
+        let logHandle = FileHandle(forWritingAtPath: log)
+        process.standardOutput = logHandle
+        process.standardError = logHandle
         process.standardInput = FileHandle.nullDevice
         try startWithDefaultSignalMask(process)
+        try? logHandle?.close()
         let child = SwitchyardProcess(process: process, port: port, directory: directory, log: log)
         let listening = await eventually(within: .seconds(10)) {
             (try? RawSocket.connect(port: port))?.close() != nil || !process.isRunning
