@@ -27,14 +27,13 @@ struct Run: AsyncParsableCommand {
             printError("\(error)")
             throw ExitCode(2)
         }
-        let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+        // Every logger reads the level from one switch, so RELOAD can change log_level.
+        let levelSwitch = LogLevelSwitch(Logger.Level(rawValue: configuration.logLevel) ?? .info)
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            SwitchedLevelLogHandler(StreamLogHandler.standardError(label: label), levelSwitch: levelSwitch)
         }
         let logger = Logger(label: "switchyard")
-        let server = try ProxyServer(configuration: configuration, logger: logger)
+        let server = try ProxyServer(configuration: configuration, logLevel: levelSwitch, logger: logger)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [

@@ -1,9 +1,9 @@
 extension ProxyConfiguration {
     /// Keys that only take effect at start-up: the listening sockets, thread count, pooling mode,
-    /// TLS, logging and the parameter list sessions were built with.
+    /// TLS, the metrics listener and the parameter list sessions were built with.
     static let restartOnlyKeys: Set<String> = [
         "listen_addr", "listen_port", "worker_threads", "pool_mode", "client_tls_sslmode", "client_tls_cert_file",
-        "client_tls_key_file", "server_tls_sslmode", "server_tls_ca_file", "log_level", "metrics_addr", "metrics_port",
+        "client_tls_key_file", "server_tls_sslmode", "server_tls_ca_file", "metrics_addr", "metrics_port",
         "track_extra_parameters",
     ]
 
@@ -23,7 +23,6 @@ extension ProxyConfiguration {
         keep("pool_mode", \.poolMode)
         keep("client_tls_*", \.clientTLS)
         keep("server_tls_*", \.serverTLS)
-        keep("log_level", \.logLevel)
         keep("metrics_addr", \.metricsAddress)
         keep("metrics_port", \.metricsPort)
         keep("track_extra_parameters", \.trackedParameters)

@@ -53,6 +53,10 @@ extension ProxyServer {
         if !removed.isEmpty { changes.append("servers removed (their running transactions finish): \(removed.joined(separator: ", "))") }
         if !changed.isEmpty { changes.append("servers changed (old connections drain): \(changed.joined(separator: ", "))") }
         if old.poolSize != configuration.poolSize { changes.append("pool_size \(old.poolSize) -> \(configuration.poolSize)") }
+        if old.logLevel != configuration.logLevel {
+            logLevel?.level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+            changes.append("log_level \(old.logLevel) -> \(configuration.logLevel)")
+        }
         if !ignored.isEmpty { changes.append("needs a restart, kept the running value: \(ignored.joined(separator: ", "))") }
         if changes.isEmpty { changes.append("configuration reloaded; no server or pool changes") }
         logger.notice("configuration reloaded", metadata: [

@@ -22,8 +22,12 @@ public final class ProxyServer: Service, Sendable {
     private let saltedPasswordCache = SaltedPasswordCache()
     /// One RELOAD at a time.
     let reloading = Mutex<Bool>(false)
+    /// Where RELOAD applies `log_level`; nil when the process's logging does not follow it.
+    let logLevel: LogLevelSwitch?
 
-    public init(configuration: ProxyConfiguration, logger: Logger) throws {
+    /// - Parameter logLevel: the switch the process's log handlers read, so RELOAD can change `log_level`.
+    public init(configuration: ProxyConfiguration, logLevel: LogLevelSwitch? = nil, logger: Logger) throws {
+        self.logLevel = logLevel
         let runtime = try ProxyRuntime(configuration: configuration, logger: logger)
         // Each loop needs at least one connection of every pool, so never more loops than pool_size.
         let threads = min(configuration.workerThreads, configuration.poolSize)
