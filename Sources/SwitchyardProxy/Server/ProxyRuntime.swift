@@ -78,11 +78,16 @@ final class ProxyRuntime: Sendable {
 
     var allShards: [PoolShard] { shardsByLoop.withLock { Array($0.values) } }
 
-    /// Every loop's pools and clients, each read on its own loop.
-    func snapshots() async -> [ShardSnapshot] {
+    /// Every loop's pools and clients, each read on its own loop. With `publishingMetrics`, each
+    /// loop first adds what its pools counted since the last scrape to the Prometheus counters.
+    func snapshots(publishingMetrics: Bool = false) async -> [ShardSnapshot] {
         var snapshots: [ShardSnapshot] = []
         for shard in allShards {
-            if let snapshot = try? await shard.eventLoop.submit({ shard.snapshot(now: .now()) }).get() { snapshots.append(snapshot) }
+            let snapshot = try? await shard.eventLoop.submit {
+                if publishingMetrics { shard.publishMetrics() }
+                return shard.snapshot(now: .now())
+            }.get()
+            if let snapshot { snapshots.append(snapshot) }
         }
         return snapshots
     }

@@ -107,14 +107,7 @@ extension ProxyServer {
     /// Publishes the loops' counts and sets the gauges, then renders the registry.
     func scrapeMetrics() async -> [UInt8] {
         let metrics = runtime.metrics
-        var snapshots: [ShardSnapshot] = []
-        for shard in runtime.allShards {
-            let snapshot = try? await shard.eventLoop.submit {
-                shard.publishMetrics()
-                return shard.snapshot(now: .now())
-            }.get()
-            if let snapshot { snapshots.append(snapshot) }
-        }
+        let snapshots = await runtime.snapshots(publishingMetrics: true)
         let clients = snapshots.flatMap(\.clients)
         for state in ClientSnapshot.State.allCases {
             metrics.gauge("switchyard_clients", [("state", state.rawValue)], Double(clients.filter { $0.state == state }.count))

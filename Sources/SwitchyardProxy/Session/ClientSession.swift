@@ -247,10 +247,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                                         message: "user \"\(identity.user)\" may not use the admin console",
                                         hint: "Add the user to admin_users in the configuration."))
             }
-            var buffer = context.channel.allocator.buffer(capacity: 64)
-            if let saslFinal { AuthenticationRequest.saslFinal(data: saslFinal).encode(into: &buffer) }
-            AuthenticationRequest.ok.encode(into: &buffer)
-            context.write(wrapOutboundOut(buffer), promise: nil)
+            sendAuthenticationOk(saslFinal: saslFinal)
             loginTimer?.cancel()
             phase = .closed
             // The console takes over the connection; this handler steps aside.
@@ -268,16 +265,21 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                                         message: "sorry, too many clients already (max_client_conn is \(shard.configuration.maxClientConnections))"))
             }
             shard.clientAdmitted(self)
-            var buffer = context.channel.allocator.buffer(capacity: 64)
-            if let saslFinal { AuthenticationRequest.saslFinal(data: saslFinal).encode(into: &buffer) }
-            AuthenticationRequest.ok.encode(into: &buffer)
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            sendAuthenticationOk(saslFinal: saslFinal)
             logIn(identity)
         case .fail(let error):
             fail(error)
         case .wait:
             break
         }
+    }
+
+    /// AuthenticationOk, after SCRAM's final server message when the exchange had one.
+    private func sendAuthenticationOk(saslFinal: [UInt8]?) {
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        if let saslFinal { AuthenticationRequest.saslFinal(data: saslFinal).encode(into: &buffer) }
+        AuthenticationRequest.ok.encode(into: &buffer)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
     private func logIn(_ identity: ClientIdentity) {
