@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Local PostgreSQL 15 test cluster for Switchyard: one primary (127.0.0.1:15432)
-# and one streaming replica (127.0.0.1:15433), data under $SWITCHYARD_PG_DIR
+# and two streaming replicas (127.0.0.1:15433 and :15434), data under $SWITCHYARD_PG_DIR
 # (default /tmp/switchyard-pg). Test/benchmark use only: durability is off.
 #
-#   deploy/cluster.sh start     create (if needed) and start both servers
-#   deploy/cluster.sh stop      stop both servers (no-op when nothing runs)
-#   deploy/cluster.sh status    show state; exit 0 only if both are running
+#   deploy/cluster.sh start     create (if needed) and start all three servers
+#   deploy/cluster.sh stop      stop them (no-op when nothing runs)
+#   deploy/cluster.sh status    show state; exit 0 only if all three are running
 #   deploy/cluster.sh env       print export lines for the test suite
 #   deploy/cluster.sh destroy   stop and delete the data directory
 set -euo pipefail
@@ -145,8 +145,10 @@ init_pgbench() {
   fi
 }
 
+# create_replica NAME DIR PORT: a streaming replica from a base backup of the primary.
 create_replica() {
-  log "pg_basebackup -> $REPLICA_DIR"
+  local name="$1" dir="$2" port="$3"
+  log "pg_basebackup -> $dir"
   # Password via a passfile owned by postgres; -R records passfile= (not the
   # password itself) in the replica's primary_conninfo.
   printf '%s:%s:*:replicator:repl-secret\n' "$PG_HOST" "$PRIMARY_PORT" >"$PGPASS_FILE"
@@ -154,48 +156,52 @@ create_replica() {
   chmod 600 "$PGPASS_FILE"
   if ! as_postgres env PGPASSFILE="$PGPASS_FILE" timeout 300 "$PG_BIN/pg_basebackup" \
         -h "$PG_HOST" -p "$PRIMARY_PORT" -U replicator -w \
-        -D "$REPLICA_DIR" -R -X stream -c fast >"$BASE/basebackup.log" 2>&1; then
-    show_log_tail "$BASE/basebackup.log"
-    die "pg_basebackup failed"
+        -D "$dir" -R -X stream -c fast >"$BASE/basebackup-$name.log" 2>&1; then
+    show_log_tail "$BASE/basebackup-$name.log"
+    die "pg_basebackup for $name failed"
   fi
-  cat >>"$REPLICA_DIR/postgresql.conf" <<EOF
+  cat >>"$dir/postgresql.conf" <<EOF
 
 # ---- replica overrides (written by deploy/cluster.sh) ----
-port = $REPLICA_PORT
+port = $port
 hot_standby = on
-cluster_name = 'switchyard-replica'     # shows as application_name in pg_stat_replication
+cluster_name = 'switchyard-$name'     # shows as application_name in pg_stat_replication
 EOF
 }
 
-wait_for_replica() {
-  local deadline=$((SECONDS + START_TIMEOUT)) rec="" streaming=""
+# wait_for_replicas: both replicas in recovery and streaming from the primary.
+wait_for_replicas() {
+  local deadline=$((SECONDS + START_TIMEOUT)) rec="" rec2="" streaming=""
   while [ "$SECONDS" -lt "$deadline" ]; do
     rec="$(psql_node "$REPLICA_PORT" -d postgres -Atc 'select pg_is_in_recovery()' 2>/dev/null || true)"
+    rec2="$(psql_node "$REPLICA2_PORT" -d postgres -Atc 'select pg_is_in_recovery()' 2>/dev/null || true)"
     streaming="$(psql_node "$PRIMARY_PORT" -d postgres -Atc \
       "select count(*) from pg_stat_replication where state = 'streaming'" 2>/dev/null || true)"
-    if [ "$rec" = t ] && [ "${streaming:-0}" -ge 1 ] 2>/dev/null; then
+    if [ "$rec" = t ] && [ "$rec2" = t ] && [ "${streaming:-0}" -ge 2 ] 2>/dev/null; then
       return 0
     fi
     sleep 0.5
   done
   show_log_tail "$BASE/replica.log"
-  die "replica not streaming after ${START_TIMEOUT}s (in recovery: '${rec}', streaming senders: '${streaming}')"
+  show_log_tail "$BASE/replica2.log"
+  die "replicas not streaming after ${START_TIMEOUT}s (in recovery: '${rec}'/'${rec2}', streaming senders: '${streaming}')"
 }
 
 cmd_start() {
   ensure_packages
-  if node_running "$PRIMARY_DIR" && node_running "$REPLICA_DIR"; then
-    log "cluster already running (primary $PG_HOST:$PRIMARY_PORT, replica $PG_HOST:$REPLICA_PORT, data $BASE)"
+  if node_running "$PRIMARY_DIR" && node_running "$REPLICA_DIR" && node_running "$REPLICA2_DIR"; then
+    log "cluster already running (primary $PG_HOST:$PRIMARY_PORT, replicas $PG_HOST:$REPLICA_PORT and :$REPLICA2_PORT, data $BASE)"
     return 0
   fi
   if [ -e "$BASE" ]; then
     log "found a stopped or partial cluster in $BASE; wiping it and starting fresh"
+    stop_node replica2 "$REPLICA2_DIR" immediate
     stop_node replica "$REPLICA_DIR" immediate
     stop_node primary "$PRIMARY_DIR" immediate
     wipe_base
   fi
   local port
-  for port in "$PRIMARY_PORT" "$REPLICA_PORT"; do
+  for port in "$PRIMARY_PORT" "$REPLICA_PORT" "$REPLICA2_PORT"; do
     if port_in_use "$port"; then
       die "port $port is already in use by another process (another cluster with a different SWITCHYARD_PG_DIR?)"
     fi
@@ -213,18 +219,21 @@ cmd_start() {
   create_roles
   # Before the base backup, so the replica copies the tables instead of replaying them.
   init_pgbench
-  create_replica
+  create_replica replica "$REPLICA_DIR" "$REPLICA_PORT"
+  create_replica replica2 "$REPLICA2_DIR" "$REPLICA2_PORT"
   start_node replica "$REPLICA_DIR"
-  wait_for_replica
-  log "cluster ready: primary $PG_HOST:$PRIMARY_PORT, replica $PG_HOST:$REPLICA_PORT (streaming), sockets $SOCKET_DIR, logs $BASE/*.log"
+  start_node replica2 "$REPLICA2_DIR"
+  wait_for_replicas
+  log "cluster ready: primary $PG_HOST:$PRIMARY_PORT, replicas $PG_HOST:$REPLICA_PORT and :$REPLICA2_PORT (streaming), sockets $SOCKET_DIR, logs $BASE/*.log"
 }
 
 cmd_stop() {
-  if ! node_running "$PRIMARY_DIR" && ! node_running "$REPLICA_DIR"; then
+  if ! node_running "$PRIMARY_DIR" && ! node_running "$REPLICA_DIR" && ! node_running "$REPLICA2_DIR"; then
     log "cluster not running ($BASE)"
     return 0
   fi
-  # Replica first, so it does not spin retrying a vanished primary.
+  # Replicas first, so they do not spin retrying a vanished primary.
+  stop_node replica2 "$REPLICA2_DIR"
   stop_node replica "$REPLICA_DIR"
   stop_node primary "$PRIMARY_DIR"
   log "cluster stopped"
@@ -245,6 +254,12 @@ cmd_status() {
   else
     echo "replica: not running"; rc=3
   fi
+  if node_running "$REPLICA2_DIR"; then
+    rec="$(psql_node "$REPLICA2_PORT" -d postgres -Atc 'select pg_is_in_recovery()' 2>/dev/null || echo '?')"
+    echo "replica2: running on $PG_HOST:$REPLICA2_PORT (in recovery: $rec)"
+  else
+    echo "replica2: not running"; rc=3
+  fi
   echo "data:    $BASE"
   return "$rc"
 }
@@ -258,6 +273,7 @@ cmd_env() {
   printf 'export SWITCHYARD_TEST_PG_HOST=%q\n' "$PG_HOST"
   printf 'export SWITCHYARD_TEST_PG_PORT=%q\n' "$PRIMARY_PORT"
   printf 'export SWITCHYARD_TEST_REPLICA_PORT=%q\n' "$REPLICA_PORT"
+  printf 'export SWITCHYARD_TEST_REPLICA2_PORT=%q\n' "$REPLICA2_PORT"
   printf 'export SWITCHYARD_TEST_PG_SOCKET_DIR=%q\n' "$SOCKET_DIR"
   printf 'export SWITCHYARD_TEST_PYTHON=%q\n' "$py"
 }

@@ -9,6 +9,7 @@ SWITCHYARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BASE="${SWITCHYARD_PG_DIR:-/tmp/switchyard-pg}"
 PRIMARY_DIR="$BASE/primary"
 REPLICA_DIR="$BASE/replica"
+REPLICA2_DIR="$BASE/replica2"
 SOCKET_DIR="$BASE/run"
 PGPASS_FILE="$BASE/pgpass"
 # Marker file: we only ever rm -rf a BASE that contains it (or that is empty).
@@ -17,6 +18,7 @@ BASE_MARKER="$BASE/.switchyard-pg"
 PG_HOST=127.0.0.1
 PRIMARY_PORT="${SWITCHYARD_PRIMARY_PORT:-15432}"
 REPLICA_PORT="${SWITCHYARD_REPLICA_PORT:-15433}"
+REPLICA2_PORT="${SWITCHYARD_REPLICA2_PORT:-15434}"
 PROXY_PORT=6432
 PGBOUNCER_PORT=16432
 

@@ -18,7 +18,7 @@ ensure_packages
 ensure_swift_build_deps
 [ -f "$CONFIG" ] || die "missing $CONFIG"
 
-section "PostgreSQL (primary :$PRIMARY_PORT, replica :$REPLICA_PORT, data in $BASE)"
+section "PostgreSQL (primary :$PRIMARY_PORT, replicas :$REPLICA_PORT and :$REPLICA2_PORT, data in $BASE)"
 bash "$ROOT/deploy/cluster.sh" start
 
 section "Build"
@@ -35,7 +35,7 @@ cat <<EOF
 
 ====================================================================
  Switchyard is starting on $PG_HOST:$PROXY_PORT (config: proxy.conf)
-   PostgreSQL primary $PG_HOST:$PRIMARY_PORT, replica $PG_HOST:$REPLICA_PORT
+   PostgreSQL primary $PG_HOST:$PRIMARY_PORT, replicas $PG_HOST:$REPLICA_PORT and :$REPLICA2_PORT
    (data and logs in $BASE)
 
  Try, from another terminal:

@@ -27,7 +27,7 @@ finish() {
   section "Stopping the test cluster"
   bash "$CLUSTER" stop
   if [ "$rc" -ne 0 ] && [ -f "$BASE/primary.log" ]; then
-    echo "PostgreSQL logs for this run: $BASE/primary.log, $BASE/replica.log" >&2
+    echo "PostgreSQL logs for this run: $BASE/primary.log, $BASE/replica.log, $BASE/replica2.log" >&2
   fi
   exit "$rc"
 }
@@ -44,7 +44,7 @@ section "Fresh PostgreSQL test cluster in $BASE"
 trap finish EXIT
 # Wipe whatever a previous run left, then make sure nobody else holds the ports.
 bash "$CLUSTER" destroy
-for port in "$PRIMARY_PORT" "$REPLICA_PORT"; do
+for port in "$PRIMARY_PORT" "$REPLICA_PORT" "$REPLICA2_PORT"; do
   if port_in_use "$port"; then
     die "port $port is busy: stop the dev cluster first (deploy/cluster.sh stop) or whatever else listens there"
   fi

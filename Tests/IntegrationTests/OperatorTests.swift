@@ -233,9 +233,9 @@ extension IntegrationTests {
                 try smaller.write(toFile: proxy.configurationPath, atomically: true, encoding: .utf8)
                 let reload = try await cli(["reload", "--config", proxy.configurationPath, "--json"])
                 #expect(reload.exitCode == 0, "\(reload)")
-                #expect(reload.stdout.contains("pool_size 10 -> 2") && reload.stdout.contains("servers added: replica2"), "\(reload)")
+                #expect(reload.stdout.contains("pool_size 10 -> 2") && reload.stdout.contains("servers added: replica_down"), "\(reload)")
                 #expect(try await consoleRows(proxy, "show config").contains(["pool_size", "2", "yes"]))
-                #expect(try await consoleRows(proxy, "show servers").contains { $0[0] == "replica2" })
+                #expect(try await consoleRows(proxy, "show servers").contains { $0[0] == "replica_down" })
 
                 // The new cap holds under load: never more than 2 server connections for app/bench.
                 async let bench = routingPgbench(port: proxy.port, ["-c", "6", "-j", "2", "-T", "3"])
@@ -272,7 +272,7 @@ extension IntegrationTests {
                 }
                 #expect(applied, "SIGHUP did not apply the new pool_size:\n\(proxy.log(limit: 2000))")
                 let remaining = try await consoleRows(proxy, "show servers")
-                #expect(!remaining.contains { $0[0] == "replica2" })
+                #expect(!remaining.contains { $0[0] == "replica_down" })
                 #expect(try await psql(port: proxy.port, ["select 1"]).succeeded)
             }
         }

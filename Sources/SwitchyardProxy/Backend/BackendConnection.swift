@@ -45,13 +45,19 @@ final class BackendConnection: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The server's ParameterStatus values from login, in order.
     private(set) var parameters: [(String, String)] = []
-    /// Current values of the session parameters, by lower-cased name: what the server reported,
-    /// plus what Switchyard set on it for the clients it served.
+    /// Current values of the session parameters, by lower-cased name. For the parameters the server
+    /// reports (``reportedParameterNames``) only what it last reported, in every state: relaying,
+    /// resetting and idle. The server is the truth; a client's spelling (`utf-8`) is not (`UTF8`).
+    /// Unreported ones (search_path, tracked extras) hold what Switchyard set on it for its clients.
     var parameterValues: [String: String] = [:]
+    /// Lower-cased names of the parameters this server reports in ParameterStatus messages.
+    private(set) var reportedParameterNames: Set<String> = []
     /// Statements Switchyard prepared on this server for transaction-mode clients (by server-side
     /// name), oldest first so the cache can stay bounded.
     var preparedStatements: Set<String> = []
     var preparedOrder: [String] = []
+    /// Prepared here, but their plans went stale after DDL (0A000): closed before being prepared again.
+    var stalePreparedStatements: Set<String> = []
     static let preparedStatementLimit = 1000
     /// The key the server gave us, which a CancelRequest to it must carry.
     private(set) var cancelKey = CancelRequest(processID: 0, secretKey: 0)
@@ -220,14 +226,19 @@ final class BackendConnection: ChannelDuplexHandler, RemovableChannelHandler {
             run(action)
         case .idle:
             // A server speaks unprompted only to report a parameter change, a notice or its own shutdown.
-            if frame.id == BackendMessageID.errorResponse {
+            if frame.id == BackendMessageID.parameterStatus {
+                parameterStatusReceived(frame.body)
+            } else if frame.id == BackendMessageID.errorResponse {
                 let error = ErrorFields(decoding: frame.body)
                 logger.notice("idle server connection reported an error, closing it",
                               metadata: ["server": "\(server.name)", "error": "\(error.map(String.init(describing:)) ?? "?")"])
                 context.close(promise: nil)
             }
         case .resetting(let promise):
-            if frame.id == BackendMessageID.readyForQuery {
+            if frame.id == BackendMessageID.parameterStatus {
+                // DISCARD ALL / RESET ALL report the values they restore: the next client is told these.
+                parameterStatusReceived(frame.body)
+            } else if frame.id == BackendMessageID.readyForQuery {
                 state = .idle
                 if frame.body.getInteger(at: frame.body.readerIndex, as: UInt8.self) == TransactionStatus.idle.rawValue {
                     promise.succeed()
@@ -283,6 +294,7 @@ final class BackendConnection: ChannelDuplexHandler, RemovableChannelHandler {
             guard case .starting(_, let promise) = state else { return }
             self.parameters = parameters
             for (name, value) in parameters { parameterValues[name.lowercased()] = value }
+            reportedParameterNames = Set(parameters.map { $0.0.lowercased() })
             self.cancelKey = key
             state = .idle
             promise.succeed()
@@ -290,6 +302,21 @@ final class BackendConnection: ChannelDuplexHandler, RemovableChannelHandler {
             failStartup(error)
             context.close(promise: nil)
         }
+    }
+
+    /// DISCARD ALL or DEALLOCATE ALL ran here: the server has no prepared statements any more.
+    func forgetPreparedStatements() {
+        preparedStatements.removeAll()
+        preparedOrder.removeAll()
+        stalePreparedStatements.removeAll()
+    }
+
+    /// Records a ParameterStatus body: the server's current value of a reported parameter.
+    func parameterStatusReceived(_ body: ByteBuffer) {
+        guard let (name, value) = BackendMessage.decodeParameterStatus(body) else { return }
+        let key = name.lowercased()
+        parameterValues[key] = value
+        reportedParameterNames.insert(key)
     }
 
     private func failStartup(_ error: ErrorFields) {

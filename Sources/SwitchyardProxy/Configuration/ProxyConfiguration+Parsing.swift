@@ -71,6 +71,7 @@ extension ConfigurationParser {
             shutdownTimeout: seconds("shutdown_timeout", default: 30),
             pauseTimeout: seconds("pause_timeout", default: 30, allowZero: false),
             serverResetQuery: resetQuery.isEmpty ? nil : resetQuery,
+            serverResetMode: choice("server_reset_mode", default: ServerResetMode.discard),
             clientAuthMethod: auth,
             adminUsers: Set(adminList.filter { !$0.isEmpty }),
             logLevel: oneOf("log_level", default: "info", Self.logLevels),

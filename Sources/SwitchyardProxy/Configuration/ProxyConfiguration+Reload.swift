@@ -40,6 +40,7 @@ extension ProxyConfiguration {
             ("query_wait_timeout", seconds(queryWaitTimeout)), ("server_idle_timeout", seconds(serverIdleTimeout)),
             ("idle_transaction_timeout", seconds(idleTransactionTimeout)), ("shutdown_timeout", seconds(shutdownTimeout)),
             ("pause_timeout", seconds(pauseTimeout)), ("server_reset_query", serverResetQuery ?? ""),
+            ("server_reset_mode", serverResetMode.rawValue),
             ("auth_type", clientAuthMethod.rawValue), ("admin_users", adminUsers.sorted().joined(separator: ",")),
             ("log_level", logLevel), ("metrics_addr", metricsAddress), ("metrics_port", "\(metricsPort ?? 0)"),
             ("client_tls_sslmode", clientTLS.mode.rawValue), ("server_tls_sslmode", serverTLS.mode.rawValue),

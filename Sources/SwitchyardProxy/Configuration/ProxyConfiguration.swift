@@ -25,6 +25,8 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var pauseTimeout: Duration
     /// Run on a backend before it is reused in session mode; nil when configured empty.
     public var serverResetQuery: String?
+    /// Session mode: reuse a server connection after its client leaves (reset first), or close it.
+    public var serverResetMode: ServerResetMode
     public var clientAuthMethod: ClientAuthMethod
     /// Users allowed on the admin console (database `switchyard`).
     public var adminUsers: Set<String>
@@ -91,6 +93,14 @@ public enum PoolMode: String, Sendable, Equatable, CaseIterable {
     case transaction
     /// A backend stays with its client until the client disconnects.
     case session
+}
+
+/// What session mode does with a server connection whose client left.
+public enum ServerResetMode: String, Sendable, Equatable, CaseIterable {
+    /// Run `server_reset_query` (DISCARD ALL) and pool it for the next client, as PgBouncer does.
+    case discard
+    /// Close it: every client gets a new backend (its own pg_stat_activity row, temp namespace, statistics).
+    case close
 }
 
 /// How clients authenticate to Switchyard (not how Switchyard authenticates to Postgres).

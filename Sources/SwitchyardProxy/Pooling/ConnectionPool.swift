@@ -165,9 +165,12 @@ final class ConnectionPool {
         connection.close()
     }
 
-    /// Closes every idle connection (shutdown, KILL).
-    func closeIdleConnections() {
-        for id in machine.drainIdleConnections() { connections[id]?.close() }
+    /// Closes every idle connection (shutdown, KILL, database DDL); returns how many.
+    @discardableResult
+    func closeIdleConnections() -> Int {
+        let idle = machine.drainIdleConnections()
+        for id in idle { connections[id]?.close() }
+        return idle.count
     }
 
     func shutdown() {

@@ -140,6 +140,12 @@ final class PoolShard: @unchecked Sendable {
 
     // MARK: Operator actions and snapshots
 
+    /// Database DDL: closes the idle connections to `database` on every server; returns how many.
+    func closeIdleConnections(database: String) -> Int {
+        eventLoop.assertInEventLoop()
+        return pools.reduce(0) { $0 + ($1.key.database == database ? $1.value.closeIdleConnections() : 0) }
+    }
+
     /// KILL: closes every connection to `server`, busy ones too; returns how many.
     func closeConnections(to server: String) -> Int {
         eventLoop.assertInEventLoop()

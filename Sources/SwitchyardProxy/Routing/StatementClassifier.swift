@@ -41,14 +41,21 @@ public struct StatementClassification: Sendable, Equatable {
     public var routeCommand: RouteCommand?
     /// Non-empty statements in the string (a simple query may hold several).
     public var statementCount: Int
+    /// The last statement's session effect, if any (LISTEN, DEALLOCATE, DROP DATABASE, ...).
+    public var sessionEffect: SessionEffect?
+    /// Some statement in the string leaves state on its server connection (LISTEN, CREATE TEMP).
+    public var pinsServerConnection: Bool
 
     public init(route: StatementRoute, hint: RouteHint? = nil, transactionControl: TransactionControl? = nil,
-                routeCommand: RouteCommand? = nil, statementCount: Int) {
+                routeCommand: RouteCommand? = nil, statementCount: Int, sessionEffect: SessionEffect? = nil,
+                pinsServerConnection: Bool = false) {
         self.route = route
         self.hint = hint
         self.transactionControl = transactionControl
         self.routeCommand = routeCommand
         self.statementCount = statementCount
+        self.sessionEffect = sessionEffect
+        self.pinsServerConnection = pinsServerConnection || (sessionEffect?.pinsServerConnection ?? false)
     }
 }
 
@@ -151,6 +158,7 @@ struct ClassifierPass {
         var replicaSafe = false
         var transactionControl: TransactionControl? = nil
         var routeCommand: RouteCommand? = nil
+        var sessionEffect: SessionEffect? = nil
     }
 
     func run(_ cursor: inout StatementCursor) -> StatementClassification {
@@ -158,6 +166,8 @@ struct ClassifierPass {
         var allSafe = true
         var control: TransactionControl? = nil
         var command: RouteCommand? = nil
+        var effect: SessionEffect? = nil
+        var pins = false
         while !cursor.atEnd {
             cursor.beginStatement()
             let first = cursor.next()
@@ -168,11 +178,14 @@ struct ClassifierPass {
             allSafe = allSafe && verdict.replicaSafe
             control = verdict.transactionControl ?? control
             command = verdict.routeCommand
+            effect = verdict.sessionEffect
+            pins = pins || (verdict.sessionEffect?.pinsServerConnection ?? false)
         }
         // The server parses the whole string before running any of it: if it doesn't lex, nothing runs.
         if cursor.malformed { return StatementClassification(route: .primary, statementCount: count) }
         return StatementClassification(route: allSafe && count > 0 ? .replica : .primary, transactionControl: control,
-                                       routeCommand: count == 1 ? command : nil, statementCount: count)
+                                       routeCommand: count == 1 ? command : nil, statementCount: count,
+                                       sessionEffect: effect, pinsServerConnection: pins)
     }
 
     func statement(startingWith first: SQLToken, _ cursor: inout StatementCursor) -> Verdict {
@@ -199,7 +212,7 @@ struct ClassifierPass {
             return Verdict(routeCommand: isRoute ? .show : nil)
         default:
             // DML, DDL, COPY, CALL, DO, LOCK, VACUUM, PREPARE/EXECUTE, DECLARE/FETCH, LISTEN/NOTIFY, SHOW, ...
-            return Verdict()
+            return Verdict(sessionEffect: sessionEffect(startingWith: first, &cursor))
         }
     }
 

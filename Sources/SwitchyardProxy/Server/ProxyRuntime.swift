@@ -92,6 +92,16 @@ final class ProxyRuntime: Sendable {
         return snapshots
     }
 
+    /// Closes the idle server connections to `database` on every loop (before DROP DATABASE and the
+    /// like, which Postgres refuses while other sessions are connected). Completes on `eventLoop`
+    /// with how many were closed.
+    func closeIdleServerConnections(database: String, on eventLoop: EventLoop) -> EventLoopFuture<Int> {
+        let closing = allShards.map { shard in shard.eventLoop.submit { shard.closeIdleConnections(database: database) } }
+        return EventLoopFuture.whenAllComplete(closing, on: eventLoop).map { results in
+            results.reduce(0) { $0 + ((try? $1.get()) ?? 0) }
+        }
+    }
+
     /// Gives every loop the new pause scope; held work that is no longer covered goes ahead.
     func broadcastPause(_ scope: PauseScope) async {
         for shard in allShards {

@@ -57,10 +57,16 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     private var unnamedStatementClass: StatementClassification?
     /// After a locally refused extended-protocol message, the rest up to Sync is dropped, as Postgres does.
     private var discardingUntilSync = false
-    /// An extended-protocol batch carrying `switchyard.route` that Switchyard answers itself, up to Sync.
-    private var localBatch: RouteCommand?
-    /// Named statements that are `switchyard.route` commands, answered locally whenever bound.
-    private var localStatements: [String: RouteCommand] = [:]
+    /// An extended-protocol batch carrying a ``LocalCommand`` that Switchyard answers itself, up to Sync.
+    private var localBatch: LocalCommand?
+    /// Named statements that are local commands, answered locally whenever bound.
+    private var localStatements: [String: LocalCommand] = [:]
+    /// Transaction mode: the client's last Parse of the unnamed statement (the whole message, copied
+    /// into storage kept across units), re-sent when a later unit uses the unnamed statement on a
+    /// server that may not have it. Empty when there is none (a simple Query destroys it).
+    private var unnamedParse = ByteBuffer()
+    /// Database-level DDL waits until Switchyard's idle connections to its database are closed.
+    private var closingIdleConnections = false
     /// The client's view of the tracked session parameters (lower-cased names).
     private var clientParameters: [String: String] = [:]
     /// ReadyForQuery messages still owed for parameter-synchronisation queries Switchyard injected.
@@ -75,6 +81,15 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     private var sequencer = ResponseSequencer()
     /// Server-side names recorded as prepared before the server confirmed them, by request tag.
     private var unconfirmedPrepares: [Int: String] = [:]
+    /// Server-side names of statements bound and not yet answered, by request tag.
+    private var boundStatements: [Int: String] = [:]
+    /// The error being read is 0A000 "cached plan must not change result type".
+    private var staleStatementErrorPending = false
+    /// The attached server sent the client a FATAL (or PANIC) error: it closes next, and Postgres
+    /// sends nothing after it, so neither does Switchyard.
+    private var serverEndedWithFatal = false
+    /// State on the attached server connection that keeps this transaction-mode client on it.
+    private var pin = ServerPin()
     private var nextTag = 1
     /// Messages forwarded unchanged during one read, written together: when they are the whole
     /// read, the read's own buffer goes out in one write.
@@ -104,7 +119,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         self.inbound = ClientMessageStream(maximumLength: shard.configuration.maxMessageSize)
         // Rows from the server are limited by Postgres itself (1 GB per field); we only count them.
         self.backendScanner = MessageBoundaryScanner(maximumLength: Int(Int32.max))
-        self.backendScanner.capturedIDs = [BackendMessageID.parameterStatus]
+        self.backendScanner.capturedIDs = ClientSession.capturedBackendIDs
         self.planner = RoutePlanner(setting: shard.configuration.routing.defaultRoute)
     }
 
@@ -406,54 +421,133 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         let idleBetweenUnits = pending.isEmpty && waitID == nil && (backend == nil || tracker.isIdle)
         if idleBetweenUnits, message.id == FrontendMessageID.query, answerLocally(message) { return }
         if idleBetweenUnits, startLocalBatch(message) { return }
-        if backend == nil, pending.isEmpty, waitID == nil {
+        if pending.isEmpty, waitID == nil, !closingIdleConnections, let database = databaseDDLTarget(message) {
+            pending.append(message)
+            return closeIdleConnections(to: database)
+        }
+        if backend == nil, pending.isEmpty, waitID == nil, !closingIdleConnections {
             pending.append(message)
             return startUnit()
         }
-        if let backend, pending.isEmpty, canForward(message) {
+        if let backend, pending.isEmpty, !closingIdleConnections, canForward(message) {
             forward(message, to: backend)
         } else {
             pending.append(message)
+            if let backend { endReplicaBatchEarlyIfBlocked(backend) }
         }
     }
 
-    /// `SET switchyard.route ...` and `SHOW switchyard.route` sent alone are answered by Switchyard itself.
+    /// The database a DROP DATABASE, ALTER DATABASE ... RENAME or CREATE DATABASE ... TEMPLATE
+    /// names, when `message` carries one. Cheap for everything else (a first-word check).
+    private func databaseDDLTarget(_ message: WireMessage) -> String? {
+        guard message.id == FrontendMessageID.query || message.id == FrontendMessageID.parse,
+              let text = statementText(of: message), SessionEffect.mayBeginStatement(text),
+              case .databaseDDL(let database)? = classify(message)?.sessionEffect else { return nil }
+        return database
+    }
+
+    /// Postgres refuses database-level DDL while any other session is connected to the database,
+    /// Switchyard's idle pooled ones included: close those on every loop and server first. Busy
+    /// ones are left alone, so Postgres' own error stands for them.
+    private func closeIdleConnections(to database: String) {
+        closingIdleConnections = true
+        let loop = context.eventLoop
+        runtime.closeIdleServerConnections(database: database, on: loop).assumeIsolated().whenComplete { [self] result in
+            closingIdleConnections = false
+            let closed = (try? result.get()) ?? 0
+            logger.info("closed idle server connections before database DDL", metadata: ["database": "\(database)", "closed": "\(closed)"])
+            guard case .relaying = phase else { return }
+            if backend == nil {
+                if waitID == nil { startUnit() }
+            } else {
+                drainPending()
+            }
+        }
+    }
+
+    /// A pipeline (no Sync yet) whose reads went to a replica reached a statement that needs the
+    /// primary. The replica's answers may never come (a server buffers them until Sync or Flush)
+    /// and the client's Sync sits behind that statement: waiting would deadlock. So the replica's
+    /// part ends here, with a Sync of Switchyard's own whose ReadyForQuery the client never sees,
+    /// and the rest runs on the primary. If the replica's part failed, Postgres would skip the rest
+    /// up to the client's Sync; ``backendReadComplete()`` does that.
+    private func endReplicaBatchEarlyIfBlocked(_ backend: BackendConnection) {
+        guard runtime.poolMode == .transaction, unit.role == .replica, !unit.explicitTransaction, !unit.endedEarly,
+              tracker.extendedBatchOpen, let first = pending.first, !canForward(first) else { return }
+        unit.endedEarly = true
+        tracker.clientSent(FrontendMessageID.sync)
+        sendSynthesized(sequencer.sent(.sync, disposition: .swallow))
+        var sync = context.channel.allocator.buffer(capacity: 5)
+        sync.writeMessage(id: FrontendMessageID.sync) { _ in }
+        send(sync, to: backend)
+        backend.flush()
+        logger.debug("pipeline needs the primary after replica reads; ended the replica's part with a Sync of its own")
+    }
+
+    /// A ``LocalCommand`` (`SET`/`SHOW switchyard.route`, DEALLOCATE of the client's statements) sent
+    /// alone as a simple Query is answered by Switchyard itself.
     private func answerLocally(_ query: WireMessage) -> Bool {
-        // Cheap pre-check: route commands start with SET or SHOW (or a comment before them).
+        // Cheap pre-check: local commands start with SET, SHOW or DEALLOCATE (or a comment before them).
         guard let first = query.bytes.readableBytesView.dropFirst(5).first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x09 && $0 != 0x0D }),
-              first | 0x20 == UInt8(ascii: "s") || first == UInt8(ascii: "/") || first == UInt8(ascii: "-") else { return false }
-        let classification = classify(query)
-        guard let command = classification?.routeCommand, classification?.statementCount == 1 else { return false }
+              first | 0x20 == UInt8(ascii: "s") || first | 0x20 == UInt8(ascii: "d") || first == UInt8(ascii: "/")
+                || first == UInt8(ascii: "-") else { return false }
+        guard let classification = classify(query), let command = localCommand(classification) else { return false }
         let status = backend == nil ? TransactionStatus.idle : tracker.status
+        perform(command)
         writeToClient { buffer in
-            switch command {
-            case .set(let setting):
-                self.planner.setting = setting
-                BackendMessage.commandComplete("SET", into: &buffer)
-            case .show:
+            if command.returnsRow {
                 BackendMessage.rowDescription(columns: ["switchyard.route"], into: &buffer)
                 BackendMessage.dataRow([self.planner.setting.rawValue], into: &buffer)
-                BackendMessage.commandComplete("SHOW", into: &buffer)
             }
+            BackendMessage.commandComplete(command.commandTag, into: &buffer)
             BackendMessage.readyForQuery(status, into: &buffer)
         }
-        logger.debug("answered switchyard.route command", metadata: ["route": "\(planner.setting.rawValue)"])
+        logger.debug("answered a statement locally", metadata: ["command": "\(command.commandTag)"])
         return true
     }
 
-    /// A Parse of `SET/SHOW switchyard.route` (or a Bind of one prepared earlier) opens a batch that
-    /// Switchyard answers message by message, as Postgres would, up to the Sync.
+    /// The local command a statement string is, if it is exactly one.
+    private func localCommand(_ classification: StatementClassification) -> LocalCommand? {
+        guard classification.statementCount == 1 else { return nil }
+        if let command = classification.routeCommand { return .route(command) }
+        // Only the client's protocol-level statements; SQL-level PREPAREs live on a pinned server.
+        if runtime.poolMode == .transaction, !pin.isPinned, case .deallocate(let name)? = classification.sessionEffect,
+           name.map({ preparedStatements[$0] != nil }) ?? true {
+            return .deallocate(name: name)
+        }
+        return nil
+    }
+
+    /// Carries out a local command (at its Query, or at its Execute in the extended protocol).
+    private func perform(_ command: LocalCommand) {
+        switch command {
+        case .route(.set(let setting)):
+            planner.setting = setting
+        case .route(.show):
+            break
+        case .deallocate(let name?):
+            preparedStatements[name] = nil
+            statementClasses[name] = nil
+        case .deallocate(nil):
+            preparedStatements.removeAll()
+            statementClasses.removeAll()
+        }
+    }
+
+    /// A Parse of a local command (or a Bind of one prepared earlier) opens a batch that Switchyard
+    /// answers message by message, as Postgres would, up to the Sync.
     private func startLocalBatch(_ message: WireMessage) -> Bool {
         switch message.id {
         case FrontendMessageID.parse:
-            guard let classification = classify(message), let command = classification.routeCommand,
-                  classification.statementCount == 1, let (name, _) = StatementNames.parse(message) else { return false }
+            guard let text = statementText(of: message), Self.mayBeLocalCommand(text),
+                  let classification = classify(message), let command = localCommand(classification),
+                  let (name, _) = StatementNames.parse(message) else { return false }
             if !name.isEmpty { localStatements[name] = command }
             localBatch = command
             writeToClient { $0.writeMessage(id: BackendMessageID.parseComplete) { _ in } }
             return true
         case FrontendMessageID.bind:
-            guard let bind = StatementNames.bind(message), let command = localStatements[bind.statement] else { return false }
+            guard !localStatements.isEmpty, let bind = StatementNames.bind(message), let command = localStatements[bind.statement] else { return false }
             localBatch = command
             writeToClient { $0.writeMessage(id: BackendMessageID.bindComplete) { _ in } }
             return true
@@ -462,10 +556,15 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
     }
 
+    /// First-byte check before classifying a Parse: SET, SHOW, DEALLOCATE, or a comment.
+    private static func mayBeLocalCommand(_ text: ByteBuffer) -> Bool {
+        guard let first = text.readableBytesView.first(where: { !isSQLSpace($0) }) else { return false }
+        return first | 0x20 == UInt8(ascii: "s") || first | 0x20 == UInt8(ascii: "d") || first == UInt8(ascii: "/") || first == UInt8(ascii: "-")
+    }
+
     /// Answers one message of a local batch; false hands it back to the normal path (a new statement).
     private func answerLocallyInBatch(_ message: WireMessage) -> Bool {
         guard let command = localBatch else { return false }
-        let isShow = command == .show
         switch message.id {
         case FrontendMessageID.bind:
             writeToClient { $0.writeMessage(id: BackendMessageID.bindComplete) { _ in } }
@@ -475,17 +574,17 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 if describesStatement {
                     buffer.writeMessage(id: BackendMessageID.parameterDescription) { $0.writeInteger(Int16(0)) }
                 }
-                if isShow {
+                if command.returnsRow {
                     BackendMessage.rowDescription(columns: ["switchyard.route"], into: &buffer)
                 } else {
                     buffer.writeMessage(id: BackendMessageID.noData) { _ in }
                 }
             }
         case FrontendMessageID.execute:
-            if case .set(let setting) = command { planner.setting = setting }
+            perform(command)
             writeToClient { buffer in
-                if isShow { BackendMessage.dataRow([self.planner.setting.rawValue], into: &buffer) }
-                BackendMessage.commandComplete(isShow ? "SHOW" : "SET", into: &buffer)
+                if command.returnsRow { BackendMessage.dataRow([self.planner.setting.rawValue], into: &buffer) }
+                BackendMessage.commandComplete(command.commandTag, into: &buffer)
             }
         case FrontendMessageID.close:
             writeToClient { $0.writeMessage(id: BackendMessageID.closeComplete) { _ in } }
@@ -504,7 +603,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     /// Routes the unit that starts with `pending.first` and leases a server for it.
     private func startUnit(target forced: RoutePlanner.Target? = nil, excluding excluded: String? = nil) {
-        guard let identity, let first = pending.first else { return }
+        guard let identity, let first = pending.first, !closingIdleConnections else { return }
         if runtime.isDraining {
             return fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
                                     message: "terminating connection because Switchyard is shutting down"))
@@ -547,18 +646,25 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     /// Classifies the SQL text of a Query or Parse message.
     private func classify(_ message: WireMessage) -> StatementClassification? {
-        let body: ByteBuffer
+        statementText(of: message).map { shard.classify($0) }
+    }
+
+    /// The SQL text of a Query or Parse message (a slice, without its terminating NUL).
+    private func statementText(of message: WireMessage) -> ByteBuffer? {
+        let body = message.body
+        let view = body.readableBytesView
+        var start = view.startIndex
         switch message.id {
         case FrontendMessageID.parse:
-            guard let (_, definition) = StatementNames.parse(message) else { return nil }
-            body = definition
+            guard let nameEnd = view.firstIndex(of: 0) else { return nil }
+            start = nameEnd + 1
         case FrontendMessageID.query:
-            body = message.body
+            break
         default:
             return nil
         }
-        guard let end = body.readableBytesView.firstIndex(of: 0) else { return nil }
-        return shard.classify(body.getSlice(at: body.readerIndex, length: end - body.readerIndex)!)
+        guard let end = view[start...].firstIndex(of: 0) else { return nil }
+        return body.getSlice(at: body.readerIndex + (start - view.startIndex), length: end - start)
     }
 
     /// Whether `message` may go to the attached server, or must wait for the unit to end because
@@ -572,16 +678,25 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     private func forward(_ message: WireMessage, to backend: BackendConnection) {
         tracker.clientSent(message.id)
         noteRequestStarted()
-        // Classification matters here only on a replica (a BEGIN pins the unit there) or to route a
-        // named statement's later Binds; on the primary everything may run anyway.
-        let needsClass = unit.role == .replica
+        let transactionMode = runtime.poolMode == .transaction
+        let carriesSQL = message.id == FrontendMessageID.query || message.id == FrontendMessageID.parse
+        // Classification matters here only on a replica (a BEGIN pins the unit there), to route a named
+        // statement's later Binds, or for session effects (LISTEN, CREATE TEMP, DISCARD: a first-word
+        // check); on the primary everything may run anyway.
+        let needsClass = carriesSQL && (unit.role == .replica
             || (message.id == FrontendMessageID.parse && message.bytes.getInteger(at: message.bytes.readerIndex + 5, as: UInt8.self) != 0)
-        if needsClass, message.id == FrontendMessageID.query || message.id == FrontendMessageID.parse, let classification = classify(message) {
+            || (transactionMode && statementText(of: message).map(SessionEffect.mayBeginStatement) == true))
+        if message.id == FrontendMessageID.query, transactionMode {
+            // A simple Query destroys the unnamed statement (Postgres does so on its server).
+            forgetUnnamedStatement()
+        }
+        if needsClass, let classification = classify(message) {
             if case .begin? = classification.transactionControl { unit.explicitTransaction = true }
             planner.observe(classification)
             if message.id == FrontendMessageID.parse, let (name, _) = StatementNames.parse(message) {
                 if name.isEmpty { unnamedStatementClass = classification } else { statementClasses[name] = classification }
             }
+            if transactionMode { noteSessionEffects(classification, on: backend) }
         } else if message.id == FrontendMessageID.close, let target = StatementNames.target(message), target.kind == UInt8(ascii: "S") {
             statementClasses[target.name] = nil
         }
@@ -590,6 +705,59 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         if forwardRewritingStatementNames(message, to: backend) { return }
         if let request = ResponseSequencer.Request(frontendID: message.id) { sendSynthesized(sequencer.sent(request)) }
         sendVerbatim(message, to: backend)
+    }
+
+    /// Follows what a statement does to state kept on its server connection (see ``ServerPin``) and
+    /// to the server's prepared statements.
+    private func noteSessionEffects(_ classification: StatementClassification, on backend: BackendConnection) {
+        if let effect = classification.sessionEffect {
+            if !effect.pinsServerConnection || unit.role == .primary { pin.apply(effect) }
+            switch effect {
+            case .discard(all: true), .deallocate(name: nil):
+                // The server drops every prepared statement, the shared ones too; the client's are gone, as
+                // they would be on a direct connection.
+                backend.forgetPreparedStatements()
+                preparedStatements.removeAll()
+                statementClasses.removeAll()
+                forgetUnnamedStatement()
+            case .deallocate(let name?):
+                preparedStatements[name] = nil
+            case .listen, .unlisten, .createTemporary, .discard, .databaseDDL:
+                break
+            }
+        }
+        if classification.pinsServerConnection, unit.role == .primary, !(classification.sessionEffect?.pinsServerConnection ?? false) {
+            pin.pinUntilDiscarded()
+        }
+    }
+
+    /// Transaction mode: the client's Parse of the unnamed statement, kept for units on other servers.
+    private func rememberUnnamedStatement(_ parse: WireMessage) {
+        unnamedParse.clear()
+        unnamedParse.writeImmutableBuffer(parse.bytes)
+        unit.unnamedStatementSent = true
+    }
+
+    private func forgetUnnamedStatement() {
+        if unnamedParse.readableBytes > 0 { unnamedParse.clear() }
+        unit.unnamedStatementSent = false
+    }
+
+    /// Before a Bind or Describe of the unnamed statement in a unit that has not parsed it: the
+    /// server may be another than the one that parsed it (the unnamed statement outlives its Sync in
+    /// Postgres), so parse it again there; with none, close the server's own, which is some other
+    /// client's, so the client gets Postgres' 26000 rather than someone else's statement.
+    private func ensureUnnamedStatement(on backend: BackendConnection) {
+        guard !unit.unnamedStatementSent else { return }
+        unit.unnamedStatementSent = true
+        if unnamedParse.readableBytes > 0 {
+            sendSynthesized(sequencer.sent(.parse, disposition: .swallow))
+            send(unnamedParse, to: backend)
+        } else {
+            sendSynthesized(sequencer.sent(.close, disposition: .swallow))
+            send(StatementNames.rewriteTarget(id: FrontendMessageID.close, kind: UInt8(ascii: "S"), to: "",
+                                              allocator: context.channel.allocator), to: backend)
+        }
     }
 
     /// Starts the clocks of a query (and transaction) when the server had nothing in flight.
@@ -634,7 +802,11 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         let allocator = context.channel.allocator
         switch message.id {
         case FrontendMessageID.parse:
-            guard let (name, definition) = StatementNames.parse(message), !name.isEmpty else { return false }
+            guard let (name, definition) = StatementNames.parse(message) else { return false }
+            if name.isEmpty {
+                rememberUnnamedStatement(message)
+                return false
+            }
             let statement = PreparedStatement(definition: definition)
             preparedStatements[name] = statement
             if backend.preparedStatements.contains(statement.serverName) {
@@ -643,14 +815,25 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 prepare(statement, on: backend, disposition: .forward)
             }
         case FrontendMessageID.bind:
-            guard let bind = StatementNames.bind(message), !bind.statement.isEmpty,
-                  let statement = preparedStatements[bind.statement] else { return false }
+            guard let bind = StatementNames.bind(message) else { return false }
+            if bind.statement.isEmpty {
+                ensureUnnamedStatement(on: backend)
+                return false
+            }
+            guard let statement = preparedStatements[bind.statement] else { return false }
             if !backend.preparedStatements.contains(statement.serverName) { prepare(statement, on: backend, disposition: .swallow) }
-            sendSynthesized(sequencer.sent(.bind))
+            let tag = nextTag
+            nextTag += 1
+            boundStatements[tag] = statement.serverName
+            sendSynthesized(sequencer.sent(.bind, tag: tag))
             send(StatementNames.rewriteBind(bind, to: statement.serverName, allocator: allocator), to: backend)
         case FrontendMessageID.describe, FrontendMessageID.close:
-            guard let target = StatementNames.target(message), target.kind == UInt8(ascii: "S"), !target.name.isEmpty,
-                  let statement = preparedStatements[target.name] else { return false }
+            guard let target = StatementNames.target(message), target.kind == UInt8(ascii: "S") else { return false }
+            if target.name.isEmpty {
+                if message.id == FrontendMessageID.close { forgetUnnamedStatement() } else { ensureUnnamedStatement(on: backend) }
+                return false
+            }
+            guard let statement = preparedStatements[target.name] else { return false }
             if message.id == FrontendMessageID.close {
                 // Other clients may share the server-side statement: only the client's name goes.
                 preparedStatements[target.name] = nil
@@ -675,6 +858,12 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             _ = sequencer.sent(.close, disposition: .swallow)
             send(StatementNames.rewriteTarget(id: FrontendMessageID.close, kind: UInt8(ascii: "S"), to: oldest, allocator: allocator), to: backend)
         }
+        if backend.stalePreparedStatements.remove(statement.serverName) != nil {
+            // Its plan went stale: drop the server's copy before preparing it again under the same name.
+            _ = sequencer.sent(.close, disposition: .swallow)
+            send(StatementNames.rewriteTarget(id: FrontendMessageID.close, kind: UInt8(ascii: "S"), to: statement.serverName,
+                                              allocator: allocator), to: backend)
+        }
         let tag = nextTag
         nextTag += 1
         if !sequencer.isSkippingToSync {
@@ -692,6 +881,10 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         var buffer = context.channel.allocator.buffer(capacity: ids.count * 5)
         for id in ids { buffer.writeMessage(id: id) { _ in } }
         if unit.holdingResponse {
+            // The client now gets more than the bytes held: from here on the held output is a copy
+            // (releasing "verbatim" would drop this made-up answer, e.g. the ParseComplete of an
+            // absorbed Parse, and leave the client with a lone ReadyForQuery).
+            unit.switchHeldOutputToCopy()
             unit.heldOutput.writeImmutableBuffer(buffer)
         } else {
             context.write(wrapOutboundOut(buffer), promise: nil)
@@ -702,22 +895,65 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     private func sequence(_ id: UInt8) -> (forward: Bool, synthesized: [UInt8]) {
         guard !sequencer.isEmpty else { return (true, []) }
         let verdict = sequencer.received(id)
+        if verdict.endsFailedBatch, unit.endedEarly { unit.endedEarlyAfterError = true }
+        let stale = staleStatementErrorPending && id == BackendMessageID.errorResponse
+        if id == BackendMessageID.errorResponse { staleStatementErrorPending = false }
         for tag in verdict.failedTags {
             if let name = unconfirmedPrepares.removeValue(forKey: tag) { backend?.preparedStatements.remove(name) }
+            if let name = boundStatements.removeValue(forKey: tag), stale, let backend {
+                logger.info("prepared statement's plan went stale after DDL; it is prepared again on next use",
+                            metadata: ["server": "\(backend.server.name)", "statement": "\(name)"])
+                backend.preparedStatements.remove(name)
+                backend.stalePreparedStatements.insert(name)
+            }
         }
-        if sequencer.isEmpty { unconfirmedPrepares.removeAll(keepingCapacity: true) }
+        if sequencer.isEmpty {
+            unconfirmedPrepares.removeAll(keepingCapacity: true)
+            boundStatements.removeAll(keepingCapacity: true)
+        }
         return (verdict.forward, verdict.synthesizedAfter)
+    }
+
+    /// Server messages whose bodies the relay reads: parameter changes, and errors (FATAL, stale plans).
+    static let capturedBackendIDs = [BackendMessageID.parameterStatus, BackendMessageID.errorResponse]
+
+    /// An ErrorResponse from the attached server, seen as it passes to the client. Returns whether it
+    /// is FATAL or PANIC: the server closes next, and the client must get that error alone.
+    @discardableResult
+    private func serverErrorScanned(_ body: ByteBuffer) -> Bool {
+        guard let error = ErrorFields(decoding: body) else { return false }
+        if error.code == SQLState.featureNotSupported, error.message == "cached plan must not change result type" {
+            // A shared server-side statement outlived DDL that changed its result: it must be prepared
+            // anew (sequence() marks the statements this error failed), not fail for every client.
+            staleStatementErrorPending = true
+        }
+        return error.isFatal
     }
 
     /// Sends pending messages to the attached server, up to one that must wait for another server.
     private func drainPending() {
         guard let backend else { return }
+        guard !closingIdleConnections else { return }
         while let message = pending.first, canForward(message) {
             pending.removeFirst()
             forward(message, to: backend)
         }
+        if !pending.isEmpty { endReplicaBatchEarlyIfBlocked(backend) }
         flushVerbatim(wholeRead: nil)
         backend.flush()
+        resumeHeldRead()
+    }
+
+    /// After an error in a replica's part of a pipeline (ended early), Postgres would skip the
+    /// client's messages up to its Sync and answer that Sync: so does this, for the pending ones.
+    private func skipPendingToSync() {
+        while let message = pending.popFirst() {
+            if message.id == FrontendMessageID.sync {
+                writeToClient { BackendMessage.readyForQuery(.idle, into: &$0) }
+                return resumeHeldRead()
+            }
+        }
+        discardingUntilSync = true
         resumeHeldRead()
     }
 
@@ -795,7 +1031,11 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         FrontendMessage.query(query, into: &buffer)
         send(buffer, to: connection)
         swallowedReadyForQuery += 1
-        for (name, value) in clientParameters { connection.parameterValues[name] = value }
+        // Reported parameters are recorded from the server's own ParameterStatus answers, normalized
+        // (`utf-8` comes back as `UTF8`); only the ones it never reports are recorded as sent.
+        for (name, value) in clientParameters where !connection.reportedParameterNames.contains(name) {
+            connection.parameterValues[name] = value
+        }
         return true
     }
 
@@ -842,9 +1082,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     /// Records a ParameterStatus: the server's value, and the client's view when it is forwarded.
     private func noteParameterStatus(_ body: ByteBuffer, clientSeesIt: Bool) {
-        guard let (name, value) = BackendMessage.decodeParameterStatus(body) else { return }
-        backend?.parameterValues[name.lowercased()] = value
-        if clientSeesIt, runtime.parameterSync.isTracked(name) { clientParameters[name.lowercased()] = value }
+        backend?.parameterStatusReceived(body)
+        guard clientSeesIt, let (name, value) = BackendMessage.decodeParameterStatus(body) else { return }
+        if runtime.parameterSync.isTracked(name) { clientParameters[name.lowercased()] = value }
     }
 
     // MARK: Relay: server to client
@@ -862,20 +1102,28 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         let transactionMode = runtime.poolMode == .transaction
         do {
             try backendScanner.scan(buffer) { message in
+                var fatal = false
                 if message.id == BackendMessageID.readyForQuery {
                     tracker.backendSentReadyForQuery(message.firstBodyByte)
                     queryFinished()
                 } else if let body = message.body {
-                    noteParameterStatus(body, clientSeesIt: true)
+                    if message.id == BackendMessageID.errorResponse {
+                        fatal = serverErrorScanned(body)
+                    } else {
+                        noteParameterStatus(body, clientSeesIt: true)
+                    }
                 }
                 var (forward, synthesized) = sequence(message.id)
                 if message.id == BackendMessageID.errorResponse, transactionMode, tracker.awaitedReadyForQuery == 0,
-                   !tracker.extendedBatchOpen, message.startedInThisBuffer {
+                   !tracker.extendedBatchOpen, message.startedInThisBuffer, !pin.isPinned {
                     // An error after the unit's last ReadyForQuery is the server's own (it is shutting down):
                     // the client's work is done and must not be cut off for it. The server closes; the pool copes.
+                    // A pinned client (LISTEN, temporary tables) owns this server connection: it is told, as
+                    // it would be if connected directly.
                     logger.notice("server reported an error between transactions; not passed to the client")
                     forward = false
                 }
+                if fatal, forward { serverEndedWithFatal = true }
                 if !forward {
                     guard message.startedInThisBuffer else { splitAnswer = true; return }
                     writeToClient(buffer, from: forwardedUpTo, to: message.endOffset - message.length)
@@ -924,17 +1172,23 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         var view = unit.held
         view.moveReaderIndex(forwardBy: unit.heldScanned)
         while let (id, length) = view.peekFrameHeader(), length >= 4 {
-            let isFirstRow = id == BackendMessageID.dataRow || id == BackendMessageID.copyOutResponse
+            // Rows may be huge: let them stream from their first byte rather than hold them whole. A
+            // statement that completed has shown success too, and the client may be waiting for it
+            // after a Flush, with no ReadyForQuery to come until it sends Sync.
+            let showsSuccess = id == BackendMessageID.dataRow || id == BackendMessageID.copyOutResponse
                 || id == BackendMessageID.copyInResponse || id == BackendMessageID.copyBothResponse
-            // Rows may be huge: let them stream from their first byte rather than hold them whole.
-            if isFirstRow, !unit.readOnlyViolation { return releaseHeldResponse() }
+                || id == BackendMessageID.commandComplete || id == BackendMessageID.emptyQueryResponse
+                || id == BackendMessageID.portalSuspended
+            if showsSuccess, !unit.readOnlyViolation { return releaseHeldResponse() }
             guard view.readableBytes >= Int(length) + 1 else { return }
             let message = view.readSlice(length: Int(length) + 1)!
+            if id == BackendMessageID.errorResponse {
+                serverErrorScanned(message.getSlice(at: message.readerIndex + 5, length: Int(length) - 4)!)
+            }
             let (forward, synthesized) = sequence(id)
-            if unit.heldOutputIsVerbatim, !forward || !synthesized.isEmpty {
+            if !forward || !synthesized.isEmpty {
                 // From here on the client gets something other than the bytes as held: start a copy.
-                unit.heldOutput.writeImmutableBuffer(unit.held.getSlice(at: unit.held.readerIndex, length: unit.heldScanned)!)
-                unit.heldOutputIsVerbatim = false
+                unit.switchHeldOutputToCopy()
             }
             unit.heldScanned += Int(length) + 1
             if forward, !unit.heldOutputIsVerbatim { unit.heldOutput.writeImmutableBuffer(message) }
@@ -942,7 +1196,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             switch id {
             case BackendMessageID.errorResponse:
                 if let error = ErrorFields(decoding: message.getSlice(at: message.readerIndex + 5, length: Int(length) - 4)!),
-                   error.code == SQLState.readOnlySQLTransaction {
+                   ReplicaRefusal(error) != nil {
                     unit.readOnlyViolation = true
                 }
             case BackendMessageID.parameterStatus:
@@ -971,7 +1225,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     private func retryOnPrimary() {
         runtime.metrics.readOnlyRetries.increment()
-        logger.notice("replica refused a write (25006); re-running the statement on the primary")
+        logger.notice("replica refused the statement (a write, or a temporary or unlogged table); re-running it on the primary")
         restartUnit(target: .primary, excluding: nil)
     }
 
@@ -985,8 +1239,10 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         tracker = TransactionTracker()
         sequencer = ResponseSequencer()
         unconfirmedPrepares.removeAll()
+        boundStatements.removeAll()
+        staleStatementErrorPending = false
         backendScanner = MessageBoundaryScanner(maximumLength: Int(Int32.max))
-        backendScanner.capturedIDs = [BackendMessageID.parameterStatus]
+        backendScanner.capturedIDs = ClientSession.capturedBackendIDs
         if let backend {
             self.backend = nil
             if serverIsClean { pool?.release(backend, resetQuery: nil) } else { pool?.discard(backend) }
@@ -1004,13 +1260,15 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 pool?.traffic.recordTransaction(.now() - started)
                 transactionStartedAt = nil
             }
-            if runtime.poolMode == .transaction {
+            if runtime.poolMode == .transaction, !pin.isPinned {
+                let skipToSync = unit.endedEarlyAfterError
                 self.backend = nil
                 unit = UnitOfWork()
                 pool?.release(backend, resetQuery: nil)
+                if skipToSync { skipPendingToSync() }
                 if !pending.isEmpty { startUnit() }
             }
-            if runtime.isDraining, self.backend == nil || runtime.poolMode == .session, pending.isEmpty {
+            if runtime.isDraining, self.backend == nil || runtime.poolMode == .session || pin.isPinned, pending.isEmpty {
                 fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
                                  message: "terminating connection because Switchyard is shutting down"))
             }
@@ -1040,7 +1298,14 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             unit.retries = retries
             return
         }
-        logger.warning("server connection lost while serving client")
+        if serverEndedWithFatal {
+            // The server's own FATAL (pg_terminate_backend, a shutdown) already reached the client.
+            logger.info("server closed the connection after its own FATAL error; closing the client",
+                        metadata: ["server": "\(connection.server.name)"])
+            context.flush()
+            return close()
+        }
+        logger.warning("server connection lost while serving client", metadata: ["server": "\(connection.server.name)"])
         fail(ErrorFields(severity: .fatal, code: SQLState.connectionFailure,
                          message: "server connection to \"\(connection.server.name)\" was lost",
                          hint: "The transaction in progress, if any, was rolled back by the server."))
@@ -1120,7 +1385,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     private func returnOrDiscard(_ connection: BackendConnection) {
         guard let pool else { return connection.close() }
-        if tracker.isIdle, !unit.holdingResponse, swallowedReadyForQuery == 0, backendScanner.isAtMessageBoundary {
+        if tracker.isIdle, !unit.holdingResponse, swallowedReadyForQuery == 0, backendScanner.isAtMessageBoundary,
+           !(runtime.poolMode == .session && shard.configuration.serverResetMode == .close), !pin.isPinned {
             let reset = runtime.poolMode == .session ? shard.configuration.serverResetQuery : nil
             pool.release(connection, resetQuery: reset)
         } else {
@@ -1156,6 +1422,12 @@ struct UnitOfWork {
     var role: ServerRole?
     /// A BEGIN went out: the unit is a transaction and stays on its server until it ends.
     var explicitTransaction = false
+    /// A replica's part of a pipeline was ended with Switchyard's own Sync (the rest needs the primary).
+    var endedEarly = false
+    /// ... and that part failed: the client's messages up to its own Sync are skipped, as Postgres would.
+    var endedEarlyAfterError = false
+    /// The unnamed statement was parsed (or parsed again) on this unit's server.
+    var unnamedStatementSent = false
     /// Messages sent so far, kept while the answer is held so the unit can be re-run.
     var sent: [WireMessage] = []
     /// True while the server's answer is held back (replica autocommit reads, until rows arrive).
@@ -1175,6 +1447,14 @@ struct UnitOfWork {
     init(role: ServerRole? = nil, retainForRetry: Bool = false) {
         self.role = role
         self.holdingResponse = retainForRetry
+    }
+
+    /// The client will get something other than the bytes held (an answer cut out or made up):
+    /// start the copy of what it gets, from what was scanned so far.
+    mutating func switchHeldOutputToCopy() {
+        guard heldOutputIsVerbatim else { return }
+        if heldScanned > 0 { heldOutput.writeImmutableBuffer(held.getSlice(at: held.readerIndex, length: heldScanned)!) }
+        heldOutputIsVerbatim = false
     }
 
     mutating func stopRetaining() {

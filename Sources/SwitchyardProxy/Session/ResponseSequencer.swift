@@ -54,6 +54,8 @@ public struct ResponseSequencer: Sendable {
         public var synthesizedAfter: [UInt8] = []
         /// Tags of requests this message showed the server did not carry out (an error, and what it skipped).
         public var failedTags: [Int] = []
+        /// This ReadyForQuery ends an extended-protocol batch in which an error made the server skip to Sync.
+        public var endsFailedBatch = false
     }
 
     struct Entry: Sendable {
@@ -65,6 +67,8 @@ public struct ResponseSequencer: Sendable {
     private var entries: Deque<Entry> = []
     /// After an error in the extended protocol the server ignores everything up to the next Sync.
     private var skippingToSync = false
+    /// An extended-protocol request failed since the last Sync was answered.
+    private var batchFailed = false
 
     public init() {}
 
@@ -97,11 +101,17 @@ public struct ResponseSequencer: Sendable {
                 if next.tag != 0 { failed.append(next.tag) }
             }
             skippingToSync = entries.isEmpty
+            batchFailed = true
             return Verdict(forward: true, failedTags: failed)
         }
         guard head.request.isAnsweredBy(id) else { return Verdict(forward: true) }
         entries.removeFirst()
-        return Verdict(forward: head.disposition != .swallow, synthesizedAfter: popSynthesized())
+        var verdict = Verdict(forward: head.disposition != .swallow, synthesizedAfter: popSynthesized())
+        if head.request == .sync {
+            verdict.endsFailedBatch = batchFailed
+            batchFailed = false
+        }
+        return verdict
     }
 
     /// Whether an injected request's answer is still to come (it will have to be cut out).

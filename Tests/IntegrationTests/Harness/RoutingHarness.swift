@@ -11,6 +11,8 @@ import Testing
 /// Where the test cluster's replica is, derived from the `deploy/cluster.sh env` variables.
 enum RoutingCluster {
     static let replicaPort = Int(TestEnvironment.variables["SWITCHYARD_TEST_REPLICA_PORT"] ?? "") ?? 15433
+    /// The second streaming replica (deploy/cluster.sh starts both).
+    static let replica2Port = Int(TestEnvironment.variables["SWITCHYARD_TEST_REPLICA2_PORT"] ?? "") ?? 15434
     /// The cluster's base directory: `$SWITCHYARD_PG_DIR`, else the parent of the socket directory
     /// (deploy/lib.sh puts sockets in `$BASE/run`).
     static let baseDirectory: String = {
@@ -33,8 +35,14 @@ struct RoutingServerEntry: Sendable {
 
     static let primary = RoutingServerEntry(name: "primary", port: TestEnvironment.pgPort, role: "primary")
     static let replica1 = RoutingServerEntry(name: "replica1", port: RoutingCluster.replicaPort, role: "replica")
+    static let replica2 = RoutingServerEntry(name: "replica2", port: RoutingCluster.replica2Port, role: "replica")
     /// A replica nobody listens for (port 1 on loopback: connection refused at once).
-    static let unreachable = RoutingServerEntry(name: "replica2", host: "127.0.0.1", port: 1, role: "replica")
+    static let unreachable = RoutingServerEntry(name: "replica_down", host: "127.0.0.1", port: 1, role: "replica")
+}
+
+extension [RoutingServerEntry] {
+    /// Both streaming replicas of the test cluster: the topology drivers meet in production.
+    static let bothReplicas: [RoutingServerEntry] = [.replica1, .replica2]
 }
 
 /// A Switchyard proxy whose configuration has replicas and the routing keys (health checks as `app`
@@ -464,4 +472,21 @@ final class SharedState<Value: Sendable>: Sendable {
     init(_ value: Value) { mutex = Mutex(value) }
     func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
     var value: Value { mutex.withLock { $0 } }
+}
+
+extension RawClient {
+    /// Messages up to and including the first of type `id` (for answers that end before any
+    /// ReadyForQuery, as after a Flush); throws if the connection closes or `timeout` passes first.
+    func readFrames(until id: Character, timeout: Duration = .seconds(10)) async throws -> [BackendFrame] {
+        var frames: [BackendFrame] = []
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            guard let frame = try await readMessage(timeout: deadline - ContinuousClock.now) else {
+                throw HarnessError("connection closed before a '\(id)' message: \(frames)")
+            }
+            frames.append(frame)
+            if frame.id == id || frame.id == "E" { return frames }
+        }
+        throw HarnessError("no '\(id)' message within \(timeout): \(frames)")
+    }
 }

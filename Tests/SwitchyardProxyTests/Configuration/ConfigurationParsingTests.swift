@@ -15,6 +15,7 @@ struct ConfigurationParsingTests {
         #expect(config.servers == [
             ServerDefinition(name: "primary", host: "127.0.0.1", port: 15432, role: .primary),
             ServerDefinition(name: "replica1", host: "127.0.0.1", port: 15433, role: .replica),
+            ServerDefinition(name: "replica2", host: "127.0.0.1", port: 15434, role: .replica),
         ])
         #expect(config.primary.name == "primary")
         #expect(Set(config.users.keys) == ["app", "app_md5", "app_plain", "app_trust", "admin"])

@@ -92,3 +92,26 @@ import Testing
         #expect(sequencer.received(BackendMessageID.noData).synthesizedAfter == [BackendMessageID.closeComplete])
     }
 }
+
+@Suite struct ResponseSequencerFailedBatchTests {
+    @Test func syncAfterAnExtendedErrorReportsTheFailedBatch() {
+        var sequencer = ResponseSequencer()
+        for request in [ResponseSequencer.Request.parse, .bind, .execute] { _ = sequencer.sent(request) }
+        #expect(sequencer.received(BackendMessageID.errorResponse).forward)
+        _ = sequencer.sent(.sync, disposition: .swallow)   // a Sync of Switchyard's own, after the error
+        let ready = sequencer.received(BackendMessageID.readyForQuery)
+        #expect(!ready.forward)
+        #expect(ready.endsFailedBatch)
+        // The next batch starts clean.
+        for request in [ResponseSequencer.Request.parse, .sync] { _ = sequencer.sent(request) }
+        #expect(sequencer.received(BackendMessageID.parseComplete).forward)
+        #expect(!sequencer.received(BackendMessageID.readyForQuery).endsFailedBatch)
+    }
+
+    @Test func simpleQueryErrorsDoNotFailABatch() {
+        var sequencer = ResponseSequencer()
+        _ = sequencer.sent(.query)
+        #expect(sequencer.received(BackendMessageID.errorResponse).forward)
+        #expect(!sequencer.received(BackendMessageID.readyForQuery).endsFailedBatch)
+    }
+}
