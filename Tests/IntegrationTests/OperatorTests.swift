@@ -298,13 +298,13 @@ extension IntegrationTests {
             try await withRoutingProxy(waitForReplica: false) { proxy in
                 // `SHOW switchyard.route` is answered by the proxy, which logs it at debug level.
                 #expect(try await psql(port: proxy.port, ["show switchyard.route"]).succeeded)
-                #expect(!proxy.log().contains("answered switchyard.route command"), "info level hides debug lines")
+                #expect(!proxy.log().contains("answered a statement locally"), "info level hides debug lines")
                 let debug = RoutingProxy.configurationText(["listen_port": "\(proxy.port)", "log_level": "debug"], replicas: [.replica1], userOptions: [:])
                 try debug.write(toFile: proxy.configurationPath, atomically: true, encoding: .utf8)
                 let reload = try await console(proxy, ["RELOAD"])
                 #expect(reload.succeeded && reload.output.contains("log_level info -> debug"), "\(reload)")
                 #expect(try await psql(port: proxy.port, ["show switchyard.route"]).succeeded)
-                let logged = await eventually(within: .seconds(5)) { proxy.log().contains("answered switchyard.route command") }
+                let logged = await eventually(within: .seconds(5)) { proxy.log().contains("answered a statement locally") }
                 #expect(logged, "debug lines after RELOAD:\n\(proxy.log(limit: 1500))")
             }
         }

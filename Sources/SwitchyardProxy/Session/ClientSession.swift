@@ -984,6 +984,13 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         switch phase {
         case .loggingIn:
             attach(connection)
+            // A new session starts from the server's defaults (what a fresh backend reported at its own
+            // login, Switchyard's backends ask for nothing but user and database) with the client's
+            // start-up values over them, not from what an earlier client left on this connection.
+            for (name, value) in connection.parameters where runtime.parameterSync.isTracked(name) {
+                let key = name.lowercased()
+                if clientParameters[key] == nil { clientParameters[key] = value }
+            }
             if synchronizeParameters(on: connection) {
                 loginAfterSynchronization = connection
                 connection.flush()
