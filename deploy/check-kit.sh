@@ -8,7 +8,9 @@
 #   3. Kubernetes: yamllint, kubectl kustomize, kubernetes-validate (the API schemas),
 #                  consistency (probes, preStop, grace > drain, selectors, mounts), and
 #                  switchyard check-config on the ConfigMap's proxy.conf + the Secret's userlist
-#   4. Container:  the Containerfile's runtime packages match ldd of the binary
+#   4. Container:  the Containerfile's runtime packages match ldd of the binary; then
+#                  (unless SWITCHYARD_KIT_CONTAINER=0) podman builds its runtime stage and
+#                  runs it: psql through the container, SIGTERM drain (container/test-image.sh)
 #   5. Grafana:    the dashboard JSON loads and is importable as is
 #   6. Live:       a real Switchyard in front of the running PostgreSQL cluster, a real
 #                  Prometheus (Debian's) started with the kit's prometheus.yml and rules,
@@ -26,6 +28,7 @@
 #   SWITCHYARD_KIT_PROXY_PORT, SWITCHYARD_KIT_METRICS_PORT, SWITCHYARD_KIT_PROMETHEUS_PORT
 #                             ports this script listens on [26432, 29127, 29090]
 #   SWITCHYARD_KIT_CACHE      where the kubernetes-validate venv is kept [/var/tmp/switchyard-kit]
+#   SWITCHYARD_KIT_CONTAINER  1: build and run the container image with podman; 0: skip [1]
 # Exit status 0 when every check passes; otherwise the first failure is printed.
 set -euo pipefail
 
@@ -237,6 +240,13 @@ if ! diff -u "$WORK/declared" "$WORK/needed" >"$WORK/packages.diff"; then
   die "RUNTIME_PACKAGES in $CONTAINERFILE (---) differs from the packages ldd needs (+++)"
 fi
 log "runtime packages match ldd: $(tr '\n' ' ' <"$WORK/needed")"
+
+if [ "${SWITCHYARD_KIT_CONTAINER:-1}" = 1 ]; then
+  section "4b. Container image: build the runtime stage with podman, run it, psql through it"
+  bash "$KIT/container/test-image.sh" "$WORK/proxy.conf"
+else
+  log "SWITCHYARD_KIT_CONTAINER=0: not building the image"
+fi
 
 # ---------------------------------------------------------------------------
 section "5. Grafana dashboard"
