@@ -226,9 +226,9 @@ while read -r lib path; do
 done < <(awk '/=>/ {print $1, $3; next} {print $1, ""}' "$WORK/ldd.txt")
 if [ "${#static_libs[@]}" -gt 0 ]; then
   log "Swift runtime linked statically in the release image: ${static_libs[*]}"
-  for l in $(grep -ho -- '-l[a-zA-Z0-9_+-]*' "$SWIFT_STATIC"/static-stdlib-args.lnk | sed 's/^-l//' | sort -u); do
+  for l in $(tr -s ' \t' '\n\n' <"$SWIFT_STATIC/static-stdlib-args.lnk" | sed -n 's/^-l\(.\+\)$/\1/p' | sort -u); do
     [ -f "$SWIFT_STATIC/lib$l.a" ] && continue   # a Swift archive itself
-    so="$(/sbin/ldconfig -p | awk -v n="lib$l.so" '$1 ~ "^"n {print $NF; exit}')"
+    so="$(/sbin/ldconfig -p | awk -v n="lib$l.so" 'index($1, n) == 1 && !found {print $NF; found = 1}')"
     [ -n "$so" ] || die "static-stdlib-args.lnk links -l$l, which no installed library provides"
     pkg="$(dpkg -S "$so" 2>/dev/null || dpkg -S "$(readlink -f "$so")" 2>/dev/null)" || die "no package owns $so"
     echo "${pkg%%:*}" >>"$WORK/needed"
@@ -281,7 +281,7 @@ for _ in $(seq 1 60); do
   if curl -sf "$API/targets" 2>/dev/null | "$PY" -c '
 import json, sys
 t = json.load(sys.stdin)["data"]["activeTargets"]
-sys.exit(0 if any(x["labels"].get("job") == "switchyard" and x["health"] == "up" for x in t) else 1)'; then up=1; break; fi
+sys.exit(0 if any(x["labels"].get("job") == "switchyard" and x["health"] == "up" for x in t) else 1)' 2>/dev/null; then up=1; break; fi
   sleep 0.5
 done
 [ -n "$up" ] || die "Prometheus did not report the switchyard target up within 30 s"
@@ -295,7 +295,7 @@ timeout 60 "$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$KIT_PROXY_PORT" -U "$APP_USER"
   >"$WORK/pgbench-rw.log" 2>&1 || { cat "$WORK/pgbench-rw.log" >&2; die "pgbench (read-write) through the proxy failed"; }
 timeout 60 "$PG_BIN/pgbench" -n -S -h 127.0.0.1 -p "$KIT_PROXY_PORT" -U "$APP_USER" -c 8 -j 2 -T 6 bench \
   >"$WORK/pgbench-ro.log" 2>&1 || { cat "$WORK/pgbench-ro.log" >&2; die "pgbench (select-only) through the proxy failed"; }
-log "pgbench: $(grep -h '^tps' "$WORK/pgbench-rw.log" | head -1); select-only $(grep -h '^tps' "$WORK/pgbench-ro.log" | head -1)"
+log "pgbench: $(grep -m1 '^tps' "$WORK/pgbench-rw.log"); select-only $(grep -m1 '^tps' "$WORK/pgbench-ro.log")"
 
 # ExecReload: SIGHUP with a broken file is rejected (the proxy keeps running), then a good one.
 cp "$WORK/proxy.conf" "$WORK/proxy.conf.good"

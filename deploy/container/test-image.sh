@@ -69,17 +69,17 @@ if ! "${PODMAN[@]}" image exists "$BASE_IMAGE"; then
   timeout 900 debootstrap --variant=minbase bookworm "$CACHE/rootfs" http://deb.debian.org/debian \
     >"$CACHE/debootstrap.log" 2>&1 || { tail -20 "$CACHE/debootstrap.log" >&2; die "debootstrap failed"; }
   rm -rf "$CACHE/rootfs/var/cache/apt/archives/"*.deb "$CACHE/rootfs/var/lib/apt/lists/"*
-  tar -C "$CACHE/rootfs" -c . | "${PODMAN[@]}" import - "$BASE_IMAGE" >/dev/null || die "podman import failed"
+  tar -C "$CACHE/rootfs" -c . | "${PODMAN[@]}" import -q - "$BASE_IMAGE" >/dev/null || die "podman import failed"
   rm -rf "$CACHE/rootfs"
 fi
 
 # The stand-in for the build stage's /out.
-CTX="$WORK/build-out"
-install -D -m 0755 "$BIN" "$CTX/usr/local/bin/switchyard"
+CTX="$WORK/build"
+install -D -m 0755 "$BIN" "$CTX/out/usr/local/bin/switchyard"
 while read -r lib path; do
   [ -n "$path" ] || continue
   if ! dpkg -S "$path" >/dev/null 2>&1 && ! dpkg -S "$(readlink -f "$path")" >/dev/null 2>&1; then
-    install -D -m 0644 "$(readlink -f "$path")" "$CTX$path"   # the toolchain's Swift runtime
+    install -D -m 0644 "$(readlink -f "$path")" "$CTX/out$path"   # the toolchain's Swift runtime
   fi
 done < <(ldd "$BIN" | awk '/=>/ {print $1, $3}')
 mkdir -p "$WORK/context"
@@ -115,8 +115,8 @@ answer="$(PGPASSWORD="$APP_PASSWORD" timeout 30 "$PG_BIN/psql" -X -At \
   -c "select count(*) from pgbench_branches" -c "select 'through-the-container'")" \
   || die "psql through the container failed"
 [ "$(tail -1 <<<"$answer")" = through-the-container ] || die "unexpected psql answer: $answer"
-curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | grep -q '^switchyard_queries_total' \
-  || die "the container's /metrics has no switchyard_queries_total"
+metrics="$(curl -sf "http://127.0.0.1:$METRICS_PORT/metrics")" || die "scraping the container's /metrics failed"
+grep -q '^switchyard_queries_total' <<<"$metrics" || die "the container's /metrics has no switchyard_queries_total"
 log "psql through the container: ok ($(head -1 <<<"$answer") branches); /metrics served"
 
 start=$SECONDS
