@@ -66,6 +66,13 @@ section "Tests (swift test --skip-build --no-parallel $*)"
 rc=0
 swift test --skip-build --no-parallel "$@" || rc=$?
 
+if [ "$rc" -eq 0 ] && [ "$#" -eq 0 ]; then
+  section "Deploy kit (deploy/check-kit.sh)"
+  SWITCHYARD_BIN="$ROOT/.build/debug/switchyard" \
+  SWITCHYARD_PRIMARY_PORT="$PRIMARY_PORT" SWITCHYARD_REPLICA_PORT="$REPLICA_PORT" \
+    bash "$ROOT/deploy/check-kit.sh" || rc=$?
+fi
+
 if [ "$rc" -eq 0 ]; then
   section "All tests passed"
 else
