@@ -37,7 +37,7 @@ struct ConfigurationParsingTests {
             uncommented.append(key)
             return String(line.dropFirst())
         }.joined(separator: "\n")
-        #expect(uncommented.count == 22)
+        #expect(uncommented.count == 23)
         #expect(try ProxyConfiguration.parse(expanded) == ProxyConfiguration.parse(text))
     }
 
