@@ -50,6 +50,38 @@ extension IntegrationTests.Routing {
             }
         }
 
+        /// pgbench in every `-M` mode, select-only and tpcb-like, 8 clients: no failed transaction; with
+        /// routing on, both replicas commit select-only transactions of database bench.
+        @Test(arguments: routes, ["simple", "extended", "prepared"])
+        func pgbenchEveryProtocolMode(route: String, mode: String) async throws {
+            func replicaCommits() async throws -> [Int] {
+                var commits: [Int] = []
+                for port in [RoutingCluster.replicaPort, RoutingCluster.replica2Port] {
+                    let result = try await runProcess("psql", ["-X", "-At", "-h", TestEnvironment.socketDirectory, "-p", "\(port)", "-U", "postgres",
+                                                               "-d", "postgres", "-c", "select xact_commit from pg_stat_database where datname = 'bench'"],
+                                                      environment: libpqEnvironment(password: nil), timeout: .seconds(20))
+                    commits.append(Int(result.output) ?? -1)
+                }
+                return commits
+            }
+            let before = try await replicaCommits()
+            try await withRoutingProxy(["default_route": route], replicas: .bothReplicas, waitForReplica: route == "auto") { proxy in
+                for selectOnly in [true, false] {
+                    let result = try await routingPgbench(port: proxy.port, (selectOnly ? ["-S"] : []) + ["-M", mode, "-c", "8", "-j", "2", "-T", "2"])
+                    #expect(result.succeeded && result.stdout.contains("number of failed transactions: 0 (0.000%)"),
+                            "\(mode) select-only=\(selectOnly): \(result)\n\(proxy.log(limit: 1500))")
+                }
+            }
+            guard route == "auto" else { return }
+            // The proxy has stopped, so its replica backends exited and flushed their statistics.
+            var after: [Int] = []
+            let counted = try await eventually(within: .seconds(15), every: .milliseconds(250)) {
+                after = try await replicaCommits()
+                return zip(after, before).allSatisfy { $0 - $1 > 100 }
+            }
+            #expect(counted, "bench commits on the replicas before \(before), after \(after)")
+        }
+
         /// Extended-protocol batches ending in Flush, no Sync: two reads (a replica may answer them), then
         /// a primary-only call. Each gets its answer before the client sends Sync; Sync then ends the batch.
         @Test(arguments: routes)
