@@ -6,22 +6,28 @@ public struct FunctionCatalog: Sendable {
     let safeNames: ByteNameTable
     /// Knows only PostgreSQL's own functions (`builtin`), so `myschema.lower(...)` can't be vouched for.
     let onlyBuiltins: Bool
+    /// Names of unlogged relations (pg_class.relpersistence = 'u'), as stored: a standby has no contents
+    /// for them, so a query naming one goes to the primary. Empty in the built-in catalog.
+    let unloggedRelations: ByteNameTable
+    let hasUnloggedRelations: Bool
 
     /// Builds from pg_proc rows `(proname, provolatile)`, volatility "i", "s" or "v": a name is safe if every
     /// overload is immutable or stable, or it is on `readOnlyVolatile`, and it is never on the always-write list.
-    public init(rows: [(name: String, volatility: Character)]) {
+    public init(rows: [(name: String, volatility: Character)], unloggedRelations: [String] = []) {
         var nonVolatile: [String: Bool] = [:]
         for row in rows {
             let stable = row.volatility == "i" || row.volatility == "s"
             nonVolatile[row.name] = (nonVolatile[row.name] ?? true) && stable
         }
-        self.init(names: nonVolatile.compactMap { $0.value ? $0.key : nil }, onlyBuiltins: false)
+        self.init(names: nonVolatile.compactMap { $0.value ? $0.key : nil }, onlyBuiltins: false, unloggedRelations: unloggedRelations)
     }
 
-    private init(names: some Sequence<String>, onlyBuiltins: Bool) {
+    private init(names: some Sequence<String>, onlyBuiltins: Bool, unloggedRelations: [String] = []) {
         let candidates = Set(names).union(Self.readOnlyVolatile)
         safeNames = ByteNameTable(candidates.lazy.map { Array($0.utf8) }.filter { !Self.alwaysWrites($0) }.map { ($0, 1) })
         self.onlyBuiltins = onlyBuiltins
+        self.unloggedRelations = ByteNameTable(Set(unloggedRelations).map { (Array($0.utf8), UInt16(1)) })
+        self.hasUnloggedRelations = !unloggedRelations.isEmpty
     }
 
     /// Used until pg_proc has been loaded: common built-ins that are immutable or stable in pg_proc.

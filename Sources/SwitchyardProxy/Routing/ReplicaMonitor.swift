@@ -152,11 +152,15 @@ final class ReplicaMonitor: Sendable {
         for try await (name, volatility) in rows.decode((String, String).self) {
             entries.append((name, volatility.first ?? "v"))
         }
-        let classifier = StatementClassifier(catalog: FunctionCatalog(rows: entries))
+        // Unlogged tables (and their indexes, matviews) have no contents on a standby.
+        let relations = try await connection.query("select relname::text from pg_class where relpersistence = 'u'", logger: logger)
+        var unlogged: [String] = []
+        for try await name in relations.decode(String.self) { unlogged.append(name) }
+        let classifier = StatementClassifier(catalog: FunctionCatalog(rows: entries, unloggedRelations: unlogged))
         for shard in runtime.allShards {
             shard.eventLoop.execute { shard.updateClassifier(classifier) }
         }
-        logger.debug("function catalog loaded", metadata: ["functions": "\(entries.count)"])
+        logger.debug("function catalog loaded", metadata: ["functions": "\(entries.count)", "unlogged_relations": "\(unlogged.count)"])
     }
 
     private func update(_ replica: ServerDefinition, _ change: (inout ReplicaHealth) -> Bool) -> Bool {

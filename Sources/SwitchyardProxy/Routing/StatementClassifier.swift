@@ -73,7 +73,9 @@ public struct StatementClassifier: Sendable {
     public func classify(_ sql: UnsafeRawBufferPointer) -> StatementClassification {
         keywords.withView { keywords in
             catalog.safeNames.withView { functions in
-                let pass = ClassifierPass(text: sql, keywords: keywords, functions: functions, onlyBuiltins: catalog.onlyBuiltins)
+              catalog.unloggedRelations.withView { unlogged in
+                let pass = ClassifierPass(text: sql, keywords: keywords, functions: functions, onlyBuiltins: catalog.onlyBuiltins,
+                                          unlogged: catalog.hasUnloggedRelations ? unlogged : nil)
                 var cursor = StatementCursor(StatementLexer(sql))
                 var result = pass.run(&cursor)
                 result.hint = Self.leadingHint(sql)
@@ -84,6 +86,7 @@ public struct StatementClassifier: Sendable {
                     if pass.run(&other).route != .replica { result.route = .primary }
                 }
                 return result
+              }
             }
         }
     }
@@ -152,6 +155,8 @@ struct ClassifierPass {
     let functions: ByteNameTable.View
     /// The catalog is `FunctionCatalog.builtin`, which knows only pg_catalog.
     let onlyBuiltins: Bool
+    /// Unlogged relation names, when the catalog knows any: naming one keeps a query off replicas.
+    let unlogged: ByteNameTable.View?
 
     /// What one statement amounts to; the default is a plain primary statement.
     struct Verdict {
@@ -253,6 +258,9 @@ struct ClassifierPass {
             case .end:
                 return started
             case .word:
+                if let unlogged, unlogged.value(for: ASCIILowercasedBytes(base: text, startIndex: token.start, endIndex: token.end)) != nil {
+                    return false
+                }
                 let info = keywordInfo(token)
                 let keyword = info.keyword
                 if !started {
@@ -278,6 +286,9 @@ struct ClassifierPass {
                 if prev == .dot { qualifier = beforeDot } else { chainPrev = prev; qualifier = nil }
                 prev = .word(info)
             case .quotedIdentifier:
+                if let unlogged, token.escaped || unlogged.value(for: UnsafeRawBufferPointer(rebasing: text[(token.start + 1)..<(token.end - 1)])) != nil {
+                    return false
+                }
                 if prev == .dot { qualifier = beforeDot } else { chainPrev = prev; qualifier = nil }
                 prev = .quoted
             case .leftParen:

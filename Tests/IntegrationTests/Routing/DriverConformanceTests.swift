@@ -297,6 +297,26 @@ extension IntegrationTests.Routing {
                 try await client.send(RoutingWire.batch("SELECT count(*) FROM \(table)"))
                 let extended = try await client.readUntilReady()
                 #expect(extended.rowValues == [["2"]], "\(extended)")
+                // Created after the proxy loaded the catalog: the replica refuses it (0A000) and the read is
+                // re-run on the primary before the client sees anything.
+                let late = table + "_late"
+                _ = try await superuserQuery("CREATE UNLOGGED TABLE \(late) (v int); INSERT INTO \(late) VALUES (7); GRANT ALL ON \(late) TO app",
+                                             database: "app")
+                defer { Task { _ = try? await superuserQuery("DROP TABLE IF EXISTS \(late)", database: "app") } }
+                // Both replicas have replayed the CREATE (an unlogged table's definition is WAL-logged).
+                let replayed = try await eventually(within: .seconds(10), every: .milliseconds(50)) {
+                    for port in [RoutingCluster.replicaPort, RoutingCluster.replica2Port] {
+                        let result = try await runProcess("psql", ["-X", "-At", "-h", TestEnvironment.socketDirectory, "-p", "\(port)", "-U", "postgres",
+                                                                   "-d", "app", "-c", "select to_regclass('\(late)') is not null"],
+                                                          environment: libpqEnvironment(password: nil), timeout: .seconds(10))
+                        if result.output != "t" { return false }
+                    }
+                    return true
+                }
+                #expect(replayed)
+                let lateRead = try await client.query("SELECT v FROM \(late)")
+                #expect(lateRead.rowValues == [["7"]], "\(lateRead)")
+                #expect(proxy.log().contains("replica refused the statement"), "the read should have been re-run: \(proxy.log(limit: 1500))")
 
                 _ = try await client.query("CREATE TEMP TABLE sy_scratch AS SELECT 5 AS v")
                 for _ in 0..<5 {

@@ -92,3 +92,18 @@ import Testing
         #expect(ReplicaRefusal(ErrorFields(severity: .error, code: "42P01", message: "relation \"t\" does not exist")) == nil)
     }
 }
+
+@Suite struct UnloggedRelationRoutingTests {
+    let classifier = StatementClassifier(catalog: FunctionCatalog(rows: [("lower", "i")], unloggedRelations: ["sessions", "Cache"]))
+
+    @Test(arguments: ["SELECT * FROM sessions", "select s.id from public.sessions s", "SELECT 1 FROM \"Cache\"",
+                      "with x as (select * from sessions) select * from x", "SELECT * FROM SESSIONS"])
+    func queriesNamingAnUnloggedTableGoToThePrimary(sql: String) {
+        #expect(classifier.classify(sql).route == .primary, "\(sql)")
+    }
+
+    @Test(arguments: ["SELECT * FROM users", "SELECT lower(name) FROM accounts", "SELECT * FROM cache"])
+    func otherQueriesStillGoToReplicas(sql: String) {
+        #expect(classifier.classify(sql).route == .replica, "\(sql)")
+    }
+}
