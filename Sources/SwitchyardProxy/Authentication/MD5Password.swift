@@ -15,6 +15,12 @@ public enum MD5Password {
         "md5" + md5Hex(Array(md5Hex(Array(password.utf8) + Array(user.utf8)).utf8) + salt)
     }
 
+    /// The answer to a server's challenge from the stored hash alone (auth_query pass-through):
+    /// the inner md5 of the answer is exactly the hash's hex digits.
+    public static func hash(storedHash: String, salt: [UInt8]) -> String {
+        "md5" + md5Hex(Array(storedHash.utf8.dropFirst(3)) + salt)
+    }
+
     /// Checks a client's answer against a stored hash, in constant time so timing doesn't leak how
     /// close a guess was. A stored hash that isn't `md5` + 32 hex digits never verifies.
     public static func verify(response: String, storedHash: String, salt: [UInt8]) -> Bool {

@@ -1,7 +1,8 @@
 import Crypto
 import Synchronization
 
-/// The client side of SCRAM-SHA-256, used by the proxy to log in to PostgreSQL with a configured password.
+/// The client side of SCRAM-SHA-256, used by the proxy to log in to PostgreSQL with a configured
+/// password, or with the keys of a client's own login (SCRAM pass-through, for `auth_query` roles).
 ///
 /// A value-type state machine with no I/O. Any failure ends the exchange; later calls return `.outOfOrder`.
 public struct SCRAMClientExchange: Sendable {
@@ -11,7 +12,13 @@ public struct SCRAMClientExchange: Sendable {
         case finished
     }
 
-    private let password: String
+    /// What the proof is made from: a password (through PBKDF2), or the keys themselves.
+    private enum Secret: Sendable {
+        case password(String)
+        case keys(clientKey: [UInt8], serverKey: [UInt8])
+    }
+
+    private let secret: Secret
     private let clientNonce: String
     private let clientFirstBare: [UInt8]
     private var state = State.awaitingServerFirst
@@ -19,8 +26,18 @@ public struct SCRAMClientExchange: Sendable {
     /// `username` defaults to empty, as libpq sends it: Postgres takes the user from the startup packet.
     /// The nonce is injected so tests are deterministic; use `SCRAMServerExchange.randomNonce()`.
     public init(password: String, clientNonce: String, username: String = "") {
+        self.init(secret: .password(password), clientNonce: clientNonce, username: username)
+    }
+
+    /// Logs in with a ClientKey recovered from a client's proof and the ServerKey of the role's verifier.
+    /// Needs no PBKDF2, and works whatever salt the server sends, provided its verifier is the same one.
+    public init(clientKey: [UInt8], serverKey: [UInt8], clientNonce: String) {
+        self.init(secret: .keys(clientKey: clientKey, serverKey: serverKey), clientNonce: clientNonce, username: "")
+    }
+
+    private init(secret: Secret, clientNonce: String, username: String) {
         precondition(SCRAMPrimitives.isValidNonce(clientNonce.utf8), "client nonce must be printable ASCII without ','")
-        self.password = password
+        self.secret = secret
         self.clientNonce = clientNonce
         var bare = Array("n=".utf8)
         for byte in username.utf8 {  // RFC 5802 saslname escaping
@@ -66,13 +83,19 @@ public struct SCRAMClientExchange: Sendable {
             return .failure(.malformedMessage("iteration count is not a positive integer"))
         }
 
-        let salted = cache?.saltedPassword(password: password, salt: salt, iterations: iterations)
-            ?? SCRAMPrimitives.saltedPassword(password, salt: salt, iterations: iterations)
-        let clientKey = SCRAMPrimitives.hmac(salted, Array("Client Key".utf8))
+        let clientKey: [UInt8], serverKey: [UInt8]
+        switch secret {
+        case .password(let password):
+            let salted = cache?.saltedPassword(password: password, salt: salt, iterations: iterations)
+                ?? SCRAMPrimitives.saltedPassword(password, salt: salt, iterations: iterations)
+            clientKey = SCRAMPrimitives.hmac(salted, Array("Client Key".utf8))
+            serverKey = SCRAMPrimitives.hmac(salted, Array("Server Key".utf8))
+        case .keys(let client, let server):
+            (clientKey, serverKey) = (client, server)
+        }
         let withoutProof = Array("c=biws,r=".utf8) + nonce  // "biws" = base64("n,,")
         let authMessage = clientFirstBare + [comma] + message + [comma] + withoutProof
         let proof = SCRAMPrimitives.xor(clientKey, SCRAMPrimitives.hmac(SCRAMPrimitives.sha256(clientKey), authMessage))
-        let serverKey = SCRAMPrimitives.hmac(salted, Array("Server Key".utf8))
         state = .awaitingServerFinal(serverSignature: SCRAMPrimitives.hmac(serverKey, authMessage))
         return .success(withoutProof + ",p=\(SCRAMPrimitives.base64(proof))".utf8)
     }

@@ -9,11 +9,15 @@ public struct BackendStartupStateMachine {
         public var user: String
         public var database: String
         public var password: String?
+        /// For `auth_query` roles, which have no configured password: the secret their client
+        /// authenticated with. Used only when `password` is nil.
+        public var passThrough: PassThroughCredential?
 
-        public init(user: String, database: String, password: String?) {
+        public init(user: String, database: String, password: String?, passThrough: PassThroughCredential? = nil) {
             self.user = user
             self.database = database
             self.password = password
+            self.passThrough = passThrough
         }
     }
 
@@ -124,14 +128,23 @@ public struct BackendStartupStateMachine {
             guard let password = credentials.password else { return missingPassword() }
             return .sendPassword(password)
         case .md5Password(let salt):
-            guard let password = credentials.password else { return missingPassword() }
-            return .sendPassword(MD5Password.hash(user: credentials.user, password: password, salt: salt))
+            if let password = credentials.password {
+                return .sendPassword(MD5Password.hash(user: credentials.user, password: password, salt: salt))
+            }
+            guard case .md5(let storedHash)? = credentials.passThrough?.secret else { return missingPassword() }
+            return .sendPassword(MD5Password.hash(storedHash: storedHash, salt: salt))
         case .sasl(let mechanisms):
             guard mechanisms.contains("SCRAM-SHA-256") else {
                 return fail("server offers no supported SASL mechanism (\(mechanisms.joined(separator: ", ")))")
             }
-            guard let password = credentials.password else { return missingPassword() }
-            let exchange = SCRAMClientExchange(password: password, clientNonce: SCRAMServerExchange.randomNonce())
+            let exchange: SCRAMClientExchange
+            if let password = credentials.password {
+                exchange = SCRAMClientExchange(password: password, clientNonce: SCRAMServerExchange.randomNonce())
+            } else if case .scram(let clientKey, let serverKey)? = credentials.passThrough?.secret {
+                exchange = SCRAMClientExchange(clientKey: clientKey, serverKey: serverKey, clientNonce: SCRAMServerExchange.randomNonce())
+            } else {
+                return missingPassword()
+            }
             state = .authenticating(scram: exchange)
             return .sendSASLInitialResponse(mechanism: "SCRAM-SHA-256", data: exchange.clientFirstMessage())
         case .saslContinue(let data):
@@ -159,7 +172,14 @@ public struct BackendStartupStateMachine {
     }
 
     private mutating func missingPassword() -> Action {
-        fail("server requested a password for user \"\(credentials.user)\" but none is configured (set server_password)",
+        if let passThrough = credentials.passThrough {
+            // The server asks for what the role's stored secret can't answer: cleartext, SCRAM with only
+            // an md5 hash, or md5 with only SCRAM keys. Postgres' pg_hba must match how the role's password is stored.
+            let known = if case .md5 = passThrough.secret { "an md5 hash" } else { "SCRAM keys" }
+            return fail("server requested an authentication method that the stored secret of user \"\(credentials.user)\" "
+                + "(\(known), from auth_query) cannot answer", code: SQLState.invalidAuthorizationSpecification)
+        }
+        return fail("server requested a password for user \"\(credentials.user)\" but none is configured (set server_password)",
              code: SQLState.invalidAuthorizationSpecification)
     }
 

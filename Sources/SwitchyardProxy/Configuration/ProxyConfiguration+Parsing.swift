@@ -88,6 +88,7 @@ extension ConfigurationParser {
                 .map { String(Self.trim($0)) }.filter { !$0.isEmpty },
             routing: buildRouting(servers: servers, users: users),
             users: users,
+            authQuery: buildAuthQuery(auth: auth, users: users),
             sourcePath: nil
         )
     }
@@ -110,6 +111,28 @@ extension ConfigurationParser {
             healthCheckHysteresis: int("health_check_hysteresis", default: 3, 1...1000),
             healthCheckUser: healthUser?.value,
             healthCheckDatabase: string("health_check_database", default: "postgres"))
+    }
+
+    /// `auth_user` and the keys that only mean something with it. The query must take the role as `$1`.
+    func buildAuthQuery(auth: ClientAuthMethod, users: [String: UserDefinition]) -> AuthQueryConfiguration? {
+        let dependents = ["auth_query", "auth_dbname", "auth_cache_ttl"]
+        guard let user = setting("auth_user"), !user.value.isEmpty else {
+            for key in dependents { if let entry = settings[key] { fail(entry.line, key, "'\(key)' has no effect without auth_user") } }
+            return nil
+        }
+        if users[user.value] == nil, !issues.contains(where: { $0.key == user.value }) {
+            fail(user.line, "auth_user", "auth_user '\(user.value)' is not defined in [users] or auth_file")
+        }
+        if auth == .trust {
+            fail(settings["auth_type"]?.line ?? user.line, "auth_user", "auth_user has no effect with auth_type = trust (no password is checked)")
+        }
+        let query = string("auth_query", default: AuthQueryConfiguration.defaultQuery)
+        if !query.contains("$1"), let line = settings["auth_query"]?.line {
+            fail(line, "auth_query", "auth_query must take the user name as the parameter $1")
+        }
+        let database = setting("auth_dbname").flatMap { $0.value.isEmpty ? nil : $0.value }
+        return AuthQueryConfiguration(user: user.value, query: query, database: database,
+                                      cacheTTL: seconds("auth_cache_ttl", default: 10))
     }
 
     /// `name = host=... port=... role=primary|replica weight=...`; at least one server, exactly one primary.

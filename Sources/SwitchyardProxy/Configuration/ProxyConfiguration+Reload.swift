@@ -49,6 +49,8 @@ extension ProxyConfiguration {
             ("health_check_interval", seconds(routing.healthCheckInterval)),
             ("health_check_hysteresis", "\(routing.healthCheckHysteresis)"), ("health_check_user", routing.healthCheckUser ?? ""),
             ("health_check_database", routing.healthCheckDatabase), ("track_extra_parameters", trackedParameters.joined(separator: ",")),
+            ("auth_user", authQuery?.user ?? ""), ("auth_query", authQuery?.query ?? ""),
+            ("auth_dbname", authQuery?.database ?? ""), ("auth_cache_ttl", authQuery.map { seconds($0.cacheTTL) } ?? ""),
             ("servers", servers.map { "\($0.name)=\($0.host):\($0.port)/\($0.role.rawValue)" }.joined(separator: " ")),
             ("users", users.keys.sorted().joined(separator: ",")),
             ("config_file", sourcePath ?? ""),

@@ -44,6 +44,8 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var routing: RoutingConfiguration
     /// Keyed by the name clients log in with; merged from `[users]` and `auth_file`.
     public var users: [String: UserDefinition]
+    /// How roles missing from `users` are looked up on the primary; nil when `auth_user` is unset.
+    public var authQuery: AuthQueryConfiguration?
     /// The file this was loaded from; nil when parsed from a string.
     public var sourcePath: String?
 
@@ -84,6 +86,25 @@ public struct RoutingConfiguration: Sendable, Equatable {
         self.healthCheckHysteresis = healthCheckHysteresis
         self.healthCheckUser = healthCheckUser
         self.healthCheckDatabase = healthCheckDatabase
+    }
+}
+
+/// PgBouncer's `auth_user` + `auth_query`: the secret of a role the configuration doesn't list is
+/// read from the primary, and the client authenticates against it.
+public struct AuthQueryConfiguration: Sendable, Equatable {
+    public static let defaultQuery = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1"
+
+    /// The `[users]`/`auth_file` entry whose server credentials run the query.
+    public var user: String
+    /// Takes the role name as `$1`; returns one row of (name, stored secret), or none.
+    public var query: String
+    /// Where the query runs; nil runs it in the database the client asked for, as PgBouncer does.
+    public var database: String?
+    /// How long a looked-up secret (or "no such role") is reused; zero only merges concurrent lookups.
+    public var cacheTTL: Duration
+
+    public init(user: String, query: String = Self.defaultQuery, database: String? = nil, cacheTTL: Duration = .seconds(10)) {
+        (self.user, self.query, self.database, self.cacheTTL) = (user, query, database, cacheTTL)
     }
 }
 

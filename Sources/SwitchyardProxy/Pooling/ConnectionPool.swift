@@ -37,7 +37,7 @@ final class ConnectionPool {
     let server: ServerDefinition
     let eventLoop: EventLoop
     private var settings: PoolSettings
-    private let credentials: BackendStartupStateMachine.Credentials
+    private var credentials: BackendStartupStateMachine.Credentials
     private let logger: Logger
     private var machine: PoolStateMachine
     private var connections: [Int: BackendConnection] = [:]
@@ -74,6 +74,13 @@ final class ConnectionPool {
     /// How long the longest-waiting client has waited.
     func longestWait(now: NIODeadline) -> TimeAmount {
         waiters.values.map { now - $0.since }.max() ?? .zero
+    }
+
+    /// auth_query roles: a client authenticated against a newer secret than the one this pool logs
+    /// in with (the password changed), so new connections use that one.
+    func adoptPassThrough(_ passThrough: PassThroughCredential) {
+        if let current = credentials.passThrough, current.fetchedAt >= passThrough.fetchedAt { return }
+        credentials.passThrough = passThrough
     }
 
     /// Takes new settings (RELOAD): a changed share of pool_size applies at once.

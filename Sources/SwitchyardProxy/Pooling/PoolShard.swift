@@ -42,9 +42,13 @@ final class PoolShard: @unchecked Sendable {
     func pool(for identity: ClientIdentity, server: ServerDefinition) -> ConnectionPool {
         eventLoop.assertInEventLoop()
         let key = PoolKey(server: server.name, user: identity.user, database: identity.database)
-        if let pool = pools[key] { return pool }
+        if let pool = pools[key] {
+            if let passThrough = identity.serverPassThrough { pool.adoptPassThrough(passThrough) }
+            return pool
+        }
         let credentials = BackendStartupStateMachine.Credentials(
-            user: identity.serverUser, database: identity.database, password: identity.serverPassword)
+            user: identity.serverUser, database: identity.database, password: identity.serverPassword,
+            passThrough: identity.serverPassThrough)
         let pool = ConnectionPool(key: key, server: server, credentials: credentials, settings: settings,
                                   metrics: metrics.server(server), eventLoop: eventLoop, logger: logger)
         pools[key] = pool

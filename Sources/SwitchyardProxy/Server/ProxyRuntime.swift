@@ -16,6 +16,11 @@ final class ProxyRuntime: Sendable {
     /// Fixed for the life of the process: sessions branch on it per message.
     let poolMode: PoolMode
     let clientTLSContext: NIOSSLContext?
+    /// RFC 5929 tls-server-end-point data of the certificate clients see, for SCRAM-SHA-256-PLUS;
+    /// nil without TLS or when the certificate's signature hash isn't one we can compute.
+    let clientTLSServerEndPoint: [UInt8]?
+    /// auth_query lookups and their cache.
+    let roleSecrets: RoleSecretLookup
     let logger: Logger
     let cancelRegistry = CancelRegistry()
     let metrics: ProxyMetrics
@@ -36,8 +41,12 @@ final class ProxyRuntime: Sendable {
         self.metrics = metrics
         self.current = Mutex((configuration, try ClientCredentialStore(configuration: configuration)))
         self.maxClients = Atomic(configuration.maxClientConnections)
-        self.clientTLSContext = try Self.makeClientTLSContext(configuration.clientTLS)
+        (self.clientTLSContext, self.clientTLSServerEndPoint) = try Self.makeClientTLSContext(configuration.clientTLS)
+        self.roleSecrets = RoleSecretLookup(logger: logger)
         self.parameterSync = ParameterSync(extraNames: configuration.trackedParameters)
+        if clientTLSContext != nil, clientTLSServerEndPoint == nil {
+            logger.notice("SCRAM-SHA-256-PLUS is not offered: no tls-server-end-point hash for the signature algorithm of client_tls_cert_file")
+        }
     }
 
     var configuration: ProxyConfiguration { current.withLock { $0.configuration } }
@@ -135,13 +144,16 @@ final class ProxyRuntime: Sendable {
 
     var clientCount: Int { clients.load(ordering: .relaxed) }
 
-    static func makeClientTLSContext(_ tls: ClientTLSConfiguration) throws -> NIOSSLContext? {
-        guard tls.mode != .disable, let certificateFile = tls.certificateFile, let keyFile = tls.keyFile else { return nil }
+    /// The TLS context for clients, and the channel binding data of the certificate it presents
+    /// (the first in the file: the leaf, which is what clients hash).
+    static func makeClientTLSContext(_ tls: ClientTLSConfiguration) throws -> (NIOSSLContext?, [UInt8]?) {
+        guard tls.mode != .disable, let certificateFile = tls.certificateFile, let keyFile = tls.keyFile else { return (nil, nil) }
         let certificates = try NIOSSLCertificate.fromPEMFile(certificateFile)
+        let endPoint = try certificates.first.flatMap { TLSServerEndPoint.bindingData(certificateDER: try $0.toDERBytes()) }
         let key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
         let configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: certificates.map { .certificate($0) }, privateKey: .privateKey(key))
-        return try NIOSSLContext(configuration: configuration)
+        return (try NIOSSLContext(configuration: configuration), endPoint)
     }
 
     static func makeServerTLSContext(_ tls: ServerTLSConfiguration) throws -> (BackendStartupStateMachine.TLSPolicy, NIOSSLContext?) {

@@ -34,6 +34,8 @@ extension ProxyServer {
         }
         let (configuration, ignored) = old.reloaded(from: candidate)
         runtime.replaceConfiguration(configuration, credentials: credentials)
+        // Passwords may have changed along with the file: auth_query asks the server afresh.
+        runtime.roleSecrets.removeAll()
         let shards = runtime.allShards.sorted { ObjectIdentifier($0.eventLoop) < ObjectIdentifier($1.eventLoop) }
         for (index, shard) in shards.enumerated() {
             let settings = poolSettings(configuration, loop: index, of: shards.count)
@@ -52,6 +54,7 @@ extension ProxyServer {
         if !added.isEmpty { changes.append("servers added: \(added.joined(separator: ", "))") }
         if !removed.isEmpty { changes.append("servers removed (their running transactions finish): \(removed.joined(separator: ", "))") }
         if !changed.isEmpty { changes.append("servers changed (old connections drain): \(changed.joined(separator: ", "))") }
+        if old.authQuery != configuration.authQuery { changes.append("auth_query settings changed") }
         if old.poolSize != configuration.poolSize { changes.append("pool_size \(old.poolSize) -> \(configuration.poolSize)") }
         if old.logLevel != configuration.logLevel {
             logLevel?.level = Logger.Level(rawValue: configuration.logLevel) ?? .info

@@ -17,10 +17,13 @@ public struct ClientCredentialStore: Sendable {
     }
 
     public let method: ClientAuthMethod
+    /// With `auth_user` set, roles missing from `entries` are looked up on the server (auth_query).
+    public let looksUpUnknownRoles: Bool
     private let entries: [String: Entry]
 
     public init(configuration: ProxyConfiguration) throws {
         method = configuration.clientAuthMethod
+        looksUpUnknownRoles = configuration.authQuery != nil && configuration.clientAuthMethod != .trust
         var entries: [String: Entry] = [:]
         for (name, user) in configuration.users {
             let credential: ClientCredential

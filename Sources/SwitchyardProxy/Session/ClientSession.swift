@@ -114,7 +114,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         self.shard = shard
         self.console = console
         self.logger = logger
-        let machine = ClientStartupStateMachine(credentials: runtime.credentials, tlsMode: shard.configuration.clientTLS.mode)
+        let machine = ClientStartupStateMachine(credentials: runtime.credentials, tlsMode: shard.configuration.clientTLS.mode,
+                                                tlsServerEndPoint: runtime.clientTLSServerEndPoint)
         self.phase = .startup(NIOSingleStepByteToMessageProcessor(StartupPacketDecoder(), maximumBufferSize: Self.loginBufferLimit), machine)
         self.inbound = ClientMessageStream(maximumLength: shard.configuration.maxMessageSize)
         // Rows from the server are limited by Postgres itself (1 GB per field); we only count them.
@@ -282,11 +283,28 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             shard.clientAdmitted(self)
             sendAuthenticationOk(saslFinal: saslFinal)
             logIn(identity)
+        case .lookUpRoleSecret(let user, let database):
+            lookUpRoleSecret(user: user, database: database)
+        case .failForgettingRoleSecret(let user, let database, let error):
+            runtime.roleSecrets.forget(user: user, database: database, configuration: shard.configuration)
+            logger.notice("client authentication failed", metadata: ["user": "\(user)"])
+            fail(error)
         case .fail(let error):
             fail(error)
         case .wait:
             break
         }
+    }
+
+    /// auth_query: the lookup runs off this loop; its answer comes back here and the start-up resumes.
+    private func lookUpRoleSecret(user: String, database: String) {
+        runtime.roleSecrets.lookUp(user: user, database: database, configuration: shard.configuration, on: context.eventLoop)
+            .assumeIsolated().whenSuccess { [self] result in
+                guard case .startup(let processor, var machine) = phase else { return }
+                let action = machine.roleSecretLookedUp(result)
+                phase = .startup(processor, machine)
+                run(action)
+            }
     }
 
     /// AuthenticationOk, after SCRAM's final server message when the exchange had one.
