@@ -143,6 +143,66 @@ extension IntegrationTests {
             await fixture.remove()
         }
 
+        /// auth_type = md5: a role stored as an md5 hash logs in with md5, and the hash answers the
+        /// server's md5 challenge; a role with a SCRAM verifier is asked for SCRAM instead, as Postgres'
+        /// md5 method does. The server must ask the md5 role for md5: the test adds a pg_hba line for
+        /// the group `switchyard_md5_roles` (once; it matches only that test-only group).
+        @Test func md5RoleLogsInWithItsHash() async throws {
+            let fixture = try await AuthQueryFixture.make(superuser: true)
+            let md5Role = uniqueName("sy_md5")
+            do {
+                try await Self.allowMD5ForTestGroup()
+                _ = try await superuserQuery("""
+                    SET password_encryption = 'md5';
+                    CREATE ROLE \(md5Role) LOGIN PASSWORD 'md5-role-secret' IN ROLE switchyard_md5_roles;
+                    """)
+                var settings = fixture.settings(superuser: true, poolMode: "transaction")
+                settings["auth_type"] = "md5"
+                try await withProxy(settings) { proxy in
+                    let md5 = try await psql(port: proxy.port, user: md5Role, password: "md5-role-secret", ["select current_user"])
+                    #expect(md5.output == md5Role, "\(md5)")
+                    let method = try await superuserQuery("""
+                        select count(*) from pg_stat_activity where usename = '\(md5Role)' and backend_type = 'client backend'
+                        """)
+                    #expect(method != "0", "the server connection for \(md5Role) is gone: \(method)")
+                    let scram = try await psql(port: proxy.port, user: fixture.role, password: fixture.password, ["select current_user"])
+                    #expect(scram.output == fixture.role, "\(scram)")
+                    let wrong = try await psql(port: proxy.port, user: md5Role, password: "nope", ["select 1"])
+                    #expect(wrong.stderr.contains("FATAL:  password authentication failed for user \"\(md5Role)\""), "\(wrong)")
+                }
+            } catch {
+                _ = try? await superuserQuery("DROP ROLE IF EXISTS \(md5Role)")
+                await fixture.remove()
+                throw error
+            }
+            _ = try? await superuserQuery("""
+                SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '\(md5Role)'
+                """)
+            _ = try? await superuserQuery("DROP ROLE IF EXISTS \(md5Role)")
+            await fixture.remove()
+        }
+
+        /// `host all +switchyard_md5_roles 127.0.0.1/32 md5`, before the catch-all scram-sha-256 line.
+        static func allowMD5ForTestGroup() async throws {
+            _ = try await superuserQuery("""
+                DO $$ BEGIN CREATE ROLE switchyard_md5_roles NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$
+                """)
+            let path = try await superuserQuery("SHOW hba_file")
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            let line = "host    all          +switchyard_md5_roles 127.0.0.1/32 md5"
+            guard !text.contains(line) else { return }
+            var lines = text.components(separatedBy: "\n")
+            // The first host line for every user: "host all all ..." (first match wins in pg_hba).
+            let catchAll = lines.firstIndex { line in
+                let fields = line.split(whereSeparator: \.isWhitespace)
+                return fields.count >= 3 && fields[0] == "host" && fields[2] == "all"
+            }
+            lines.insert(line, at: catchAll ?? lines.count)
+            try lines.joined(separator: "\n").write(toFile: path, atomically: false, encoding: .utf8)
+            _ = try await superuserQuery("SELECT pg_reload_conf()")
+            try await Task.sleep(for: .milliseconds(300))
+        }
+
         /// An auth_user that may not read pg_shadow: the client gets a fixed FATAL, not the server's text.
         @Test func lookupThatCannotRunIsReported() async throws {
             let fixture = try await AuthQueryFixture.make(superuser: false)
