@@ -309,6 +309,29 @@ extension IntegrationTests {
             }
         }
 
+        // MARK: Topology
+
+        /// A server in the primary role that is in recovery (a standby) is shown as such: SHOW SERVERS,
+        /// /readyz, the log; writes get a clear error naming it instead of Postgres' 25006; reads still work.
+        @Test func primaryInRecoveryIsReportedAndWritesGetAClearError() async throws {
+            let metricsPort = try routingFreePort()
+            let standbyAsPrimary = RoutingServerEntry(name: "primary", port: RoutingCluster.replicaPort, role: "primary")
+            let proxy = try await RoutingProxy.start(["metrics_port": "\(metricsPort)"], replicas: [], primary: standbyAsPrimary)
+            defer { proxy.stop() }
+            let shown = try await eventually(within: .seconds(10)) {
+                try await consoleRows(proxy, "show servers").first?[4] == "in recovery (not writable)"
+            }
+            let servers = try await consoleRows(proxy, "show servers")
+            #expect(shown, "\(servers)\n\(proxy.log(limit: 1500))")
+            #expect(proxy.log().contains("the server configured as primary is in recovery"))
+            let ready = try await httpGet(port: metricsPort, "/readyz")
+            #expect(ready.status == 503 && ready.body.contains("in recovery"), "\(ready)")
+            let write = try await psql(port: proxy.port, ["create table sy_never (a int)"], onErrorStop: true)
+            #expect(!write.succeeded && write.stderr.contains("in the primary role is in recovery"), "\(write)")
+            let read = try await psql(port: proxy.port, ["select pg_is_in_recovery()"])
+            #expect(read.succeeded && read.output == "t", "\(read)")
+        }
+
         // MARK: Metrics
 
         @Test func metricsCountersMoveDuringPgbench() async throws {

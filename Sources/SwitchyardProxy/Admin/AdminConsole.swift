@@ -135,8 +135,8 @@ public final class AdminConsole: Sendable {
     // MARK: SHOW
 
     private func existingServer(_ name: String) throws -> ServerDefinition {
-        guard let server = runtime.configuration.servers.first(where: { $0.name == name }) else {
-            let known = runtime.configuration.servers.map(\.name).joined(separator: ", ")
+        guard let server = runtime.topology.servers.first(where: { $0.name == name }) else {
+            let known = runtime.topology.servers.map(\.name).joined(separator: ", ")
             throw ErrorFields(severity: .error, code: SQLState.undefinedObject, message: "no server named \"\(name)\"",
                               detail: "Configured servers: \(known).")
         }
@@ -148,13 +148,15 @@ public final class AdminConsole: Sendable {
         let statuses = monitor.snapshot
         let disabled = runtime.disabledServers
         let paused = runtime.pause
-        return runtime.configuration.servers.map { server in
+        let topology = runtime.topology
+        return topology.servers.map { server in
             let status = statuses[server.name]
             let mine = pools.filter { $0.key.server == server.name }
             let lag = status?.health?.lastProbe
             return [
                 .text(server.name), .text(server.role.rawValue), .text(server.host), .integer(Int64(server.port)),
-                .text(Self.state(of: server, status: status, disabled: disabled.contains(server.name), paused: paused.covers(server.name))),
+                .text(Self.state(of: server, status: status, disabled: disabled.contains(server.name), paused: paused.covers(server.name),
+                                   inRecovery: topology.primaryState == .inRecovery)),
                 lag?.lagBytes.map { .integer($0) } ?? .null, lag.map { .double($0.lagSeconds) } ?? .null,
                 .integer(Int64(mine.reduce(0) { $0 + $1.leased })), .integer(Int64(mine.reduce(0) { $0 + $1.idle })),
                 .integer(Int64(server.weight)), status?.lastError.map { .text($0) } ?? .null,
@@ -162,13 +164,15 @@ public final class AdminConsole: Sendable {
         }
     }
 
-    static func state(of server: ServerDefinition, status: ReplicaMonitor.ServerStatus?, disabled: Bool, paused: Bool) -> String {
+    static func state(of server: ServerDefinition, status: ReplicaMonitor.ServerStatus?, disabled: Bool, paused: Bool,
+                      inRecovery: Bool = false) -> String {
         if disabled { return "disabled" }
         if paused { return "paused" }
         guard let status, status.probed else { return "unchecked" }
         if let health = status.health {
             return health.isEligible ? "in rotation" : "out of rotation: \(health.reason)"
         }
+        if server.role == .primary, status.lastError == nil, inRecovery { return "in recovery (not writable)" }
         return status.lastError == nil ? "up" : "down"
     }
 
@@ -203,7 +207,7 @@ public final class AdminConsole: Sendable {
         for pool in await runtime.snapshots().flatMap(\.pools) {
             byServer[pool.key.server, default: PoolTraffic()].add(pool.traffic)
         }
-        return runtime.configuration.servers.map { server in
+        return runtime.topology.servers.map { server in
             let traffic = byServer[server.name] ?? PoolTraffic()
             func average(_ nanoseconds: Int, _ count: Int) -> ColumnValue {
                 count == 0 ? .null : .double(Double(nanoseconds) / Double(count) / 1_000_000)

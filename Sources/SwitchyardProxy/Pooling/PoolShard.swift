@@ -10,6 +10,8 @@ final class PoolShard: @unchecked Sendable {
     let eventLoop: EventLoop
     /// This loop's copy of the configuration in force: sessions read it without a lock; RELOAD replaces it.
     private(set) var configuration: ProxyConfiguration
+    /// This loop's copy of the servers and roles in force (see ``Topology``).
+    private(set) var topology: Topology
     private var settings: PoolSettings
     private let logger: Logger
     private var pools: [PoolKey: ConnectionPool] = [:]
@@ -34,6 +36,7 @@ final class PoolShard: @unchecked Sendable {
         self.eventLoop = eventLoop
         self.metrics = runtime.metrics
         self.configuration = configuration
+        self.topology = runtime.topology
         self.settings = settings
         self.runtime = runtime
         self.logger = logger
@@ -60,7 +63,7 @@ final class PoolShard: @unchecked Sendable {
     func pool(for identity: ClientIdentity, target: RoutePlanner.Target, excluding excluded: String? = nil) -> ConnectionPool? {
         switch target {
         case .primary:
-            return pool(for: identity, server: configuration.primary)
+            return pool(for: identity, server: topology.primary)
         case .replica:
             var best: (pool: ConnectionPool, load: Double)?
             for replica in eligibleReplicas where replica.name != excluded {
@@ -158,18 +161,24 @@ final class PoolShard: @unchecked Sendable {
 
     /// RELOAD: takes the new configuration. Pools of removed or changed servers retire (their
     /// transactions finish, then their connections close); the others take the new pool size.
-    func apply(_ configuration: ProxyConfiguration, settings: PoolSettings) {
+    func apply(_ configuration: ProxyConfiguration, settings: PoolSettings, topology: Topology) {
         eventLoop.assertInEventLoop()
         self.configuration = configuration
         self.settings = settings
-        let servers = Dictionary(configuration.servers.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        for (key, pool) in pools {
-            if servers[key.server] != pool.server {
-                pools[key] = nil
-                pool.retire()
-            } else {
-                pool.update(settings)
-            }
+        topologyChanged(topology)
+        for pool in pools.values { pool.update(settings) }
+    }
+
+    /// A new topology (reload, a role change, the primary's state): pools of servers that are gone or
+    /// changed, their role included, retire (their transactions finish, then their connections close);
+    /// the next lease opens a pool for the server as it is now.
+    func topologyChanged(_ topology: Topology) {
+        eventLoop.assertInEventLoop()
+        self.topology = topology
+        let servers = Dictionary(topology.servers.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for (key, pool) in pools where servers[key.server] != pool.server {
+            pools[key] = nil
+            pool.retire()
         }
         eligibleReplicas.removeAll { servers[$0.name] != $0 }
     }

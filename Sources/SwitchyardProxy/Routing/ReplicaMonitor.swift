@@ -27,13 +27,14 @@ final class ReplicaMonitor: Sendable {
         self.runtime = runtime
         self.eventLoop = eventLoop
         self.logger = logger
-        status = Mutex(Self.statuses(for: runtime.configuration, keeping: [:]))
+        status = Mutex(Self.statuses(for: runtime.configuration, servers: runtime.topology.servers, keeping: [:]))
     }
 
-    private static func statuses(for configuration: ProxyConfiguration, keeping old: [String: ServerStatus]) -> [String: ServerStatus] {
+    private static func statuses(for configuration: ProxyConfiguration, servers: [ServerDefinition],
+                                 keeping old: [String: ServerStatus]) -> [String: ServerStatus] {
         let routing = configuration.routing
         var statuses: [String: ServerStatus] = [:]
-        for server in configuration.servers {
+        for server in servers {
             if let known = old[server.name], known.server == server {
                 statuses[server.name] = known
                 continue
@@ -52,7 +53,8 @@ final class ReplicaMonitor: Sendable {
     /// RELOAD: added servers start unprobed (replicas get reads after passing the health checks),
     /// removed ones are forgotten, unchanged ones keep their state.
     func reconfigure(_ configuration: ProxyConfiguration) {
-        status.withLock { $0 = Self.statuses(for: configuration, keeping: $0) }
+        let servers = runtime.topology.servers
+        status.withLock { $0 = Self.statuses(for: configuration, servers: servers, keeping: $0) }
         publish()
     }
 
@@ -76,13 +78,21 @@ final class ReplicaMonitor: Sendable {
         while !Task.isCancelled {
             // Each round sees the configuration in force: RELOAD may have added or removed servers.
             let configuration = runtime.configuration
-            for name in connections.keys where !configuration.servers.contains(where: { $0.name == name }) { discard(name) }
+            let topology = runtime.topology
+            for name in connections.keys where topology.server(named: name) == nil { discard(name) }
             var primaryLSN: Int64?
-            let primary = configuration.primary
+            let primary = topology.primary
             do {
                 let connection = try await connect(primary, user: user, cache: &connections)
-                let rows = try await connection.query("select pg_current_wal_lsn()::text", logger: logger)
-                for try await lsn in rows.decode(String.self) { primaryLSN = parseLSN(lsn) }
+                // A "primary" that is in recovery is a standby: writes would all fail with 25006.
+                let rows = try await connection.query("""
+                    select pg_is_in_recovery(), (case when pg_is_in_recovery() then coalesce(pg_last_wal_replay_lsn(), '0/0') \
+                    else pg_current_wal_lsn() end)::text
+                    """, logger: logger)
+                for try await (inRecovery, lsn) in rows.decode((Bool, String).self) {
+                    primaryLSN = parseLSN(lsn)
+                    primaryProbed(primary, inRecovery: inRecovery)
+                }
                 if round % Self.catalogRefreshRounds == 0 { try await loadCatalog(connection) }
                 record(primary.name, error: nil)
             } catch {
@@ -90,7 +100,7 @@ final class ReplicaMonitor: Sendable {
                 record(primary.name, error: Self.describe(error))
             }
             var changed = false
-            for replica in configuration.servers where replica.role == .replica {
+            for replica in topology.replicas {
                 do {
                     let connection = try await connect(replica, user: user, cache: &connections)
                     let rows = try await connection.query("""
@@ -192,10 +202,24 @@ final class ReplicaMonitor: Sendable {
         }
     }
 
+    /// Records whether the server in the primary role is writable, in the topology every loop reads.
+    private func primaryProbed(_ primary: ServerDefinition, inRecovery: Bool) {
+        let state: Topology.PrimaryState = inRecovery ? .inRecovery : .writable
+        let before = runtime.topology.primaryState
+        runtime.changeTopology { $0.primary.name == primary.name ? $0.withPrimaryState(state) : $0 }
+        guard before != state else { return }
+        if inRecovery {
+            logger.error("the server configured as primary is in recovery (a standby): writes are refused until it is promoted or another primary is configured",
+                         metadata: ["server": "\(primary.name)"])
+        } else {
+            logger.notice("the primary is writable again", metadata: ["server": "\(primary.name)"])
+        }
+    }
+
     /// Tells every loop which replicas may serve reads: healthy ones an operator has not disabled.
     func publish() {
         let disabled = runtime.disabledServers
-        let eligible = runtime.configuration.servers.filter { server in
+        let eligible = runtime.topology.replicas.filter { server in
             !disabled.contains(server.name) && status.withLock { $0[server.name]?.health?.isEligible ?? false }
         }
         for shard in runtime.allShards {

@@ -34,12 +34,15 @@ final class ProxyRuntime: Sendable {
     private let disabled = Mutex<Set<String>>([])
     /// What PAUSE holds (the shards carry copies).
     private let pauseState = Mutex(PauseScope())
+    /// The servers with the roles in force (the shards carry copies).
+    private let topologyState: Mutex<Topology>
 
     init(configuration: ProxyConfiguration, metrics: ProxyMetrics = ProxyMetrics(), logger: Logger) throws {
         self.poolMode = configuration.poolMode
         self.logger = logger
         self.metrics = metrics
         self.current = Mutex((configuration, try ClientCredentialStore(configuration: configuration)))
+        self.topologyState = Mutex(Topology(servers: configuration.servers))
         self.maxClients = Atomic(configuration.maxClientConnections)
         (self.clientTLSContext, self.clientTLSServerEndPoint) = try Self.makeClientTLSContext(configuration.clientTLS)
         self.roleSecrets = RoleSecretLookup(logger: logger)
@@ -52,10 +55,34 @@ final class ProxyRuntime: Sendable {
     var configuration: ProxyConfiguration { current.withLock { $0.configuration } }
     var credentials: ClientCredentialStore { current.withLock { $0.credentials } }
 
-    /// Installs a reloaded configuration (the shards get theirs separately, on their loops).
-    func replaceConfiguration(_ configuration: ProxyConfiguration, credentials: ClientCredentialStore) {
+    /// The servers and roles in force: read this, not the configuration's `[servers]`.
+    var topology: Topology { topologyState.withLock { $0 } }
+
+    /// Changes the topology (the health monitor, a switchover) and gives every loop the new one.
+    /// Returns the topology in force afterwards.
+    @discardableResult
+    func changeTopology(_ change: (Topology) -> Topology) -> Topology {
+        let (changed, topology) = topologyState.withLock { current -> (Bool, Topology) in
+            let next = change(current)
+            defer { current = next }
+            return (next != current, next)
+        }
+        if changed {
+            for shard in allShards { shard.eventLoop.execute { shard.topologyChanged(topology) } }
+        }
+        return topology
+    }
+
+    /// Installs a reloaded configuration (the shards get theirs separately, on their loops, with
+    /// the topology this returns).
+    @discardableResult
+    func replaceConfiguration(_ configuration: ProxyConfiguration, credentials: ClientCredentialStore) -> Topology {
         current.withLock { $0 = (configuration, credentials) }
-        maxClients.store(configuration.maxClientConnections, ordering: .relaxed)
+        defer { maxClients.store(configuration.maxClientConnections, ordering: .relaxed) }
+        return topologyState.withLock { topology in
+            topology = topology.reloaded(configuration.servers)
+            return topology
+        }
     }
 
     var disabledServers: Set<String> { disabled.withLock { $0 } }

@@ -33,13 +33,13 @@ extension ProxyServer {
                               detail: "\(error)")
         }
         let (configuration, ignored) = old.reloaded(from: candidate)
-        runtime.replaceConfiguration(configuration, credentials: credentials)
+        let topology = runtime.replaceConfiguration(configuration, credentials: credentials)
         // Passwords may have changed along with the file: auth_query asks the server afresh.
         runtime.roleSecrets.removeAll()
         let shards = runtime.allShards.sorted { ObjectIdentifier($0.eventLoop) < ObjectIdentifier($1.eventLoop) }
         for (index, shard) in shards.enumerated() {
             let settings = poolSettings(configuration, loop: index, of: shards.count)
-            try? await shard.eventLoop.submit { shard.apply(configuration, settings: settings) }.get()
+            try? await shard.eventLoop.submit { shard.apply(configuration, settings: settings, topology: topology) }.get()
         }
         for name in runtime.disabledServers where !configuration.servers.contains(where: { $0.name == name }) {
             _ = runtime.setDisabled(name, false)
@@ -89,8 +89,10 @@ extension ProxyServer {
     /// Why the proxy should not get traffic now, or nil when it should.
     func readinessProblem() async -> String? {
         if runtime.isDraining { return "shutting down" }
-        let primary = runtime.configuration.primary
+        let topology = runtime.topology
+        let primary = topology.primary
         if runtime.pause.covers(primary.name) { return "paused" }
+        if topology.primaryState == .inRecovery { return "primary \"\(primary.name)\" is in recovery (a standby): writes would fail" }
         if runtime.configuration.routing.healthCheckUser != nil {
             guard let status = monitor.snapshot[primary.name], status.probed else { return "primary not checked yet" }
             return status.lastError.map { "primary \"\(primary.name)\" unreachable: \($0)" }
@@ -119,7 +121,7 @@ extension ProxyServer {
         let statuses = monitor.snapshot
         let disabled = runtime.disabledServers
         let pause = runtime.pause
-        for server in runtime.configuration.servers {
+        for server in runtime.topology.servers {
             let mine = pools.filter { $0.key.server == server.name }
             func total(_ count: (PoolSnapshot) -> Int) -> Double { Double(mine.reduce(0) { $0 + count($1) }) }
             let labels = [("server", server.name), ("route", server.role.rawValue)]

@@ -325,7 +325,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         phase = .loggingIn(identity)
         planner.setting = shard.configuration.users[identity.user]?.route ?? shard.configuration.routing.defaultRoute
         clientParameters = runtime.parameterSync.startupValues(identity.startup.parameters)
-        lease(from: shard.pool(for: identity, server: shard.configuration.primary))
+        lease(from: shard.pool(for: identity, server: shard.topology.primary))
     }
 
     /// Leases a server from `pool`, unless PAUSE holds new work for it.
@@ -345,7 +345,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         heldFor = nil
         switch phase {
         case .loggingIn(let identity):
-            lease(from: shard.pool(for: identity, server: shard.configuration.primary))
+            lease(from: shard.pool(for: identity, server: shard.topology.primary))
         case .relaying:
             if backend == nil, waitID == nil, !pending.isEmpty { startUnit() }
         case .startup, .authenticating, .closed:
@@ -629,8 +629,18 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         var target = forced ?? .primary
         // Postgres reports default_transaction_read_only, so the client's view of it is always current.
         if let readOnly = clientParameters["default_transaction_read_only"] { planner.sessionReadOnly = readOnly == "on" }
-        if forced == nil, runtime.poolMode == .transaction, let classification = routingClass(of: first) {
+        let classification = runtime.poolMode == .transaction ? routingClass(of: first) : nil
+        if forced == nil, let classification {
             target = planner.target(for: classification)
+        }
+        if target == .primary, shard.topology.primaryState == .inRecovery,
+           classification.map({ $0.route == .primary && $0.transactionControl == nil }) ?? (first.id == FrontendMessageID.query) {
+            // The server in the primary role is a standby: say so, rather than let Postgres answer 25006.
+            let primary = shard.topology.primary.name
+            return refusePending(ErrorFields(
+                severity: .error, code: SQLState.readOnlySQLTransaction,
+                message: "server \"\(primary)\" in the primary role is in recovery (a standby), so it cannot run writes",
+                hint: "Promote it, or configure the new primary and RELOAD. Reads still work."))
         }
         var chosen = shard.pool(for: identity, target: target, excluding: excluded)
         if chosen == nil {

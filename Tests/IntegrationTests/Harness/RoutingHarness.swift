@@ -287,10 +287,11 @@ func readsReach(replica expected: Bool, port: Int, within limit: Duration, datab
 /// The test cluster's replica, driven as the OS user postgres (pg_ctl) and as superuser over its
 /// unix socket. Every change a test makes is undone by the `with…` helpers, whatever happens.
 enum ReplicaControl {
-    /// psql as superuser `postgres` straight to the replica over its unix socket.
-    static func psql(_ sql: String, database: String = "postgres", timeout: Duration = .seconds(20)) async throws -> ProcessResult {
+    /// psql as superuser `postgres` straight to a replica (the first unless `port` says) over its unix socket.
+    static func psql(port: Int = RoutingCluster.replicaPort, _ sql: String, database: String = "postgres",
+                     timeout: Duration = .seconds(20)) async throws -> ProcessResult {
         let arguments = ["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", TestEnvironment.socketDirectory,
-                         "-p", "\(RoutingCluster.replicaPort)", "-U", "postgres", "-d", database, "-c", sql]
+                         "-p", "\(port)", "-U", "postgres", "-d", database, "-c", sql]
         return try await runProcess("psql", arguments, environment: libpqEnvironment(password: nil), timeout: timeout)
     }
 

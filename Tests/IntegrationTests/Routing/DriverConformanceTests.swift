@@ -57,10 +57,8 @@ extension IntegrationTests.Routing {
             func replicaCommits() async throws -> [Int] {
                 var commits: [Int] = []
                 for port in [RoutingCluster.replicaPort, RoutingCluster.replica2Port] {
-                    let result = try await runProcess("psql", ["-X", "-At", "-h", TestEnvironment.socketDirectory, "-p", "\(port)", "-U", "postgres",
-                                                               "-d", "postgres", "-c", "select xact_commit from pg_stat_database where datname = 'bench'"],
-                                                      environment: libpqEnvironment(password: nil), timeout: .seconds(20))
-                    commits.append(Int(result.output) ?? -1)
+                    let output = try await ReplicaControl.psql(port: port, "select xact_commit from pg_stat_database where datname = 'bench'").output
+                    commits.append(Int(output) ?? -1)
                 }
                 return commits
             }
@@ -289,7 +287,20 @@ extension IntegrationTests.Routing {
             _ = try await superuserQuery("CREATE UNLOGGED TABLE \(table) (v int); INSERT INTO \(table) VALUES (1), (2); GRANT ALL ON \(table) TO app",
                                          database: "app")
             defer { Task { _ = try? await superuserQuery("DROP TABLE IF EXISTS \(table)", database: "app") } }
-            try await withRoutingProxy(replicas: .bothReplicas) { proxy in
+            /// Both replicas have replayed the CREATE of `name` (an unlogged table's definition is WAL-logged).
+            func replayed(_ name: String) async throws -> Bool {
+                try await eventually(within: .seconds(10), every: .milliseconds(50)) {
+                    for port in [RoutingCluster.replicaPort, RoutingCluster.replica2Port] {
+                        if try await ReplicaControl.psql(port: port, "select to_regclass('\(name)') is not null", database: "app").output != "t" {
+                            return false
+                        }
+                    }
+                    return true
+                }
+            }
+            #expect(try await replayed(table))
+            // The catalog (function volatility, unlogged relations) comes from health_check_database.
+            try await withRoutingProxy(["health_check_database": "app"], replicas: .bothReplicas) { proxy in
                 let client = try await RawClient.login(port: proxy.port, user: "app")
                 defer { client.close() }
                 let simple = try await client.query("SELECT sum(v) FROM \(table)")
@@ -297,23 +308,14 @@ extension IntegrationTests.Routing {
                 try await client.send(RoutingWire.batch("SELECT count(*) FROM \(table)"))
                 let extended = try await client.readUntilReady()
                 #expect(extended.rowValues == [["2"]], "\(extended)")
+                #expect(!proxy.log().contains("replica refused the statement"), "the catalog should have sent these to the primary")
                 // Created after the proxy loaded the catalog: the replica refuses it (0A000) and the read is
                 // re-run on the primary before the client sees anything.
                 let late = table + "_late"
                 _ = try await superuserQuery("CREATE UNLOGGED TABLE \(late) (v int); INSERT INTO \(late) VALUES (7); GRANT ALL ON \(late) TO app",
                                              database: "app")
                 defer { Task { _ = try? await superuserQuery("DROP TABLE IF EXISTS \(late)", database: "app") } }
-                // Both replicas have replayed the CREATE (an unlogged table's definition is WAL-logged).
-                let replayed = try await eventually(within: .seconds(10), every: .milliseconds(50)) {
-                    for port in [RoutingCluster.replicaPort, RoutingCluster.replica2Port] {
-                        let result = try await runProcess("psql", ["-X", "-At", "-h", TestEnvironment.socketDirectory, "-p", "\(port)", "-U", "postgres",
-                                                                   "-d", "app", "-c", "select to_regclass('\(late)') is not null"],
-                                                          environment: libpqEnvironment(password: nil), timeout: .seconds(10))
-                        if result.output != "t" { return false }
-                    }
-                    return true
-                }
-                #expect(replayed)
+                #expect(try await replayed(late))
                 let lateRead = try await client.query("SELECT v FROM \(late)")
                 #expect(lateRead.rowValues == [["7"]], "\(lateRead)")
                 #expect(proxy.log().contains("replica refused the statement"), "the read should have been re-run: \(proxy.log(limit: 1500))")
