@@ -52,6 +52,8 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
+        // Records the git commit for `switchyard --version`.
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool()),
         // Thin executable: CLI, config loading, lifecycle.
         .executableTarget(
             name: "switchyard",
@@ -63,7 +65,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 // The CLI's status/pause/resume/reload talk to the admin console as an ordinary client.
                 .product(name: "PostgresNIO", package: "postgres-nio"),
-            ]
+            ],
+            plugins: ["BuildInfoPlugin"]
         ),
         .testTarget(
             name: "PostgresWireTests",

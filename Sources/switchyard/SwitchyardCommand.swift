@@ -9,7 +9,7 @@ struct SwitchyardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "A PostgreSQL wire-protocol proxy: pooling, read routing and zero-downtime switchover.",
-        version: SwitchyardVersion.current,
+        version: "\(SwitchyardVersion.current) (commit \(switchyardBuildCommit))",
         subcommands: [Run.self, Status.self, Pause.self, Resume.self, Reload.self, CheckConfig.self, BenchmarkClassifier.self],
         defaultSubcommand: Run.self)
 }

@@ -179,6 +179,25 @@ extension IntegrationTests {
             }
         }
 
+        /// A client leaving in the middle of a transaction is one info line, not a "server connection lost".
+        @Test(arguments: modes)
+        func clientLeavingMidTransactionLogsOneLine(mode: String) async throws {
+            try await withRoutingProxy(Self.settings(mode), replicas: [], waitForReplica: false) { proxy in
+                for _ in 0..<3 {
+                    let client = try await RawClient.login(port: proxy.port, user: "app")
+                    _ = try await client.query("BEGIN")
+                    _ = try await client.query("SELECT 1")
+                    client.close()
+                }
+                let logged = await eventually(within: .seconds(5)) {
+                    proxy.log().components(separatedBy: "client left in the middle of a transaction").count - 1 == 3
+                }
+                #expect(logged, "\(proxy.log(limit: 2000))")
+                #expect(!proxy.log().contains("server connection lost while serving client"), "\(proxy.log(limit: 2000))")
+                #expect(try await psql(port: proxy.port, ["select 1"]).output == "1")
+            }
+        }
+
         /// Session mode: `pg_terminate_backend` of the client's server gives it exactly Postgres' FATAL.
         @Test func terminatedServerGivesOneFatalInSessionMode() async throws {
             try await withRoutingProxy(Self.settings("session"), replicas: [], waitForReplica: false) { proxy in

@@ -217,8 +217,12 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         idleTransactionTimer?.cancel()
         if let waitID { pool?.cancelWait(waitID) }
         waitID = nil
-        if let backend { returnOrDiscard(backend) }
-        backend = nil
+        // Forget the backend first: closing it below reports back through backendClosed, which must not
+        // take an ordinary client exit for a lost server.
+        if let connection = backend {
+            backend = nil
+            returnOrDiscard(connection)
+        }
         pendingClientBytes.removeAll()
         if let cancelKey { runtime.cancelRegistry.unregister(cancelKey) }
         shard.sessionClosed(self)
@@ -1425,7 +1429,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             let reset = runtime.poolMode == .session ? shard.configuration.serverResetQuery : nil
             pool.release(connection, resetQuery: reset)
         } else {
-            // Mid-transaction or mid-message: the server must not be reused; closing it rolls back.
+            // Mid-transaction or mid-message (or holding this client's LISTENs or temporary tables, or
+            // server_reset_mode = close): the server must not be reused; closing it rolls back.
+            if !tracker.isIdle { logger.info("client left in the middle of a transaction; its server connection is closed, which rolls it back") }
             pool.discard(connection)
         }
     }
