@@ -103,13 +103,17 @@ extension ClassifierPass {
 
 extension SessionEffect {
     /// Whether SQL `text` may start with a statement that has a session effect: LISTEN, UNLISTEN,
-    /// DISCARD, DEALLOCATE, CREATE, DROP, ALTER, or a comment or parenthesis before the first word.
+    /// DISCARD, DEALLOCATE, CREATE, DROP, ALTER, a comment or parenthesis before the first word, or a
+    /// second statement after a semicolon.
     /// A few byte compares, so the relay can skip classifying everything else.
     public static func mayBeginStatement(_ text: ByteBuffer) -> Bool {
         let view = text.readableBytesView
         guard let start = view.firstIndex(where: { !isSQLSpace($0) }) else { return false }
         let first = view[start]
         if first == UInt8(ascii: "/") || first == UInt8(ascii: "-") || first == UInt8(ascii: "(") { return true }
+        // A later statement of a multi-statement string may have the effect ("SELECT 1; LISTEN a").
+        if let semicolon = view[start...].firstIndex(of: UInt8(ascii: ";")),
+           view[(semicolon + 1)...].contains(where: { !isSQLSpace($0) }) { return true }
         guard view.endIndex - start >= 4 else { return false }
         let word = (UInt32(sqlLowercased(view[start])) << 16) | (UInt32(sqlLowercased(view[start + 1])) << 8)
             | UInt32(sqlLowercased(view[start + 2]))

@@ -52,6 +52,11 @@ import Testing
         let classification = classifier.classify("LISTEN a; SELECT 1")
         #expect(classification.pinsServerConnection)
         #expect(classification.sessionEffect == nil)
+        // The effect may be in a later statement: the first-word check must not skip the string.
+        let later = classifier.classify("SELECT 1; LISTEN a")
+        #expect(later.pinsServerConnection)
+        #expect(SessionEffect.mayBeginStatement(ByteBuffer(string: "SELECT 1; LISTEN a")), "found by fuzz/run.sh sql")
+        #expect(!SessionEffect.mayBeginStatement(ByteBuffer(string: "SELECT 1;  ")), "a trailing semicolon alone is not a second statement")
     }
 }
 
