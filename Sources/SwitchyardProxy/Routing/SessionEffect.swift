@@ -107,20 +107,33 @@ extension SessionEffect {
     /// second statement after a semicolon.
     /// A few byte compares, so the relay can skip classifying everything else.
     public static func mayBeginStatement(_ text: ByteBuffer) -> Bool {
+        mayBegin(text, with: leadingTrigrams, orLaterStatement: true)
+    }
+
+    /// The same check for database DDL alone (DROP, ALTER, CREATE). No later statement is looked at:
+    /// Postgres refuses DROP/CREATE/ALTER DATABASE inside a multi-statement string (an implicit transaction).
+    public static func mayBeginDatabaseDDL(_ text: ByteBuffer) -> Bool {
+        mayBegin(text, with: databaseDDLTrigrams, orLaterStatement: false)
+    }
+
+    private static func mayBegin(_ text: ByteBuffer, with trigrams: [UInt32], orLaterStatement: Bool) -> Bool {
         let view = text.readableBytesView
         guard let start = view.firstIndex(where: { !isSQLSpace($0) }) else { return false }
         let first = view[start]
         if first == UInt8(ascii: "/") || first == UInt8(ascii: "-") || first == UInt8(ascii: "(") { return true }
         // A later statement of a multi-statement string may have the effect ("SELECT 1; LISTEN a").
-        if let semicolon = view[start...].firstIndex(of: UInt8(ascii: ";")),
+        if orLaterStatement, let semicolon = view[start...].firstIndex(of: UInt8(ascii: ";")),
            view[(semicolon + 1)...].contains(where: { !isSQLSpace($0) }) { return true }
         guard view.endIndex - start >= 4 else { return false }
         let word = (UInt32(sqlLowercased(view[start])) << 16) | (UInt32(sqlLowercased(view[start + 1])) << 8)
             | UInt32(sqlLowercased(view[start + 2]))
-        return leadingTrigrams.contains(word)
+        return trigrams.contains(word)
     }
 
-    private static let leadingTrigrams: [UInt32] = ["lis", "unl", "dis", "dea", "cre", "dro", "alt"].map { word in
-        word.utf8.reduce(UInt32(0)) { ($0 << 8) | UInt32($1) }
+    private static func trigrams(_ words: [String]) -> [UInt32] {
+        words.map { $0.utf8.reduce(UInt32(0)) { ($0 << 8) | UInt32($1) } }
     }
+
+    private static let leadingTrigrams = trigrams(["lis", "unl", "dis", "dea", "cre", "dro", "alt"])
+    private static let databaseDDLTrigrams = trigrams(["cre", "dro", "alt"])
 }

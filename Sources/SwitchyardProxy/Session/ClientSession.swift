@@ -463,7 +463,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// names, when `message` carries one. Cheap for everything else (a first-word check).
     private func databaseDDLTarget(_ message: WireMessage) -> String? {
         guard message.id == FrontendMessageID.query || message.id == FrontendMessageID.parse,
-              let text = statementText(of: message), SessionEffect.mayBeginStatement(text),
+              let text = statementText(of: message), SessionEffect.mayBeginDatabaseDDL(text),
               case .databaseDDL(let database)? = classify(message)?.sessionEffect else { return nil }
         return database
     }
@@ -509,11 +509,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// A ``LocalCommand`` (`SET`/`SHOW switchyard.route`, DEALLOCATE of the client's statements) sent
     /// alone as a simple Query is answered by Switchyard itself.
     private func answerLocally(_ query: WireMessage) -> Bool {
-        // Cheap pre-check: local commands start with SET, SHOW or DEALLOCATE (or a comment before them).
-        guard let first = query.bytes.readableBytesView.dropFirst(5).first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x09 && $0 != 0x0D }),
-              first | 0x20 == UInt8(ascii: "s") || first | 0x20 == UInt8(ascii: "d") || first == UInt8(ascii: "/")
-                || first == UInt8(ascii: "-") else { return false }
-        guard let classification = classify(query), let command = localCommand(classification) else { return false }
+        guard Self.mayBeLocalCommand(query.body), let classification = classify(query),
+              let command = localCommand(classification) else { return false }
         let status = backend == nil ? TransactionStatus.idle : tracker.status
         perform(command)
         writeToClient { buffer in
@@ -578,7 +575,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
     }
 
-    /// First-byte check before classifying a Parse: SET, SHOW, DEALLOCATE, or a comment.
+    /// First-byte check before classifying a Query or Parse: SET, SHOW, DEALLOCATE, or a comment.
     private static func mayBeLocalCommand(_ text: ByteBuffer) -> Bool {
         guard let first = text.readableBytesView.first(where: { !isSQLSpace($0) }) else { return false }
         return first | 0x20 == UInt8(ascii: "s") || first | 0x20 == UInt8(ascii: "d") || first == UInt8(ascii: "/") || first == UInt8(ascii: "-")
@@ -749,11 +746,10 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 // The server drops every prepared statement, the shared ones too; the client's are gone, as
                 // they would be on a direct connection.
                 backend.forgetPreparedStatements()
-                preparedStatements.removeAll()
-                statementClasses.removeAll()
+                perform(.deallocate(name: nil))
                 forgetUnnamedStatement()
             case .deallocate(let name?):
-                preparedStatements[name] = nil
+                perform(.deallocate(name: name))
             case .listen, .unlisten, .createTemporary, .discard, .databaseDDL:
                 break
             }

@@ -112,3 +112,15 @@ import Testing
         #expect(classifier.classify(sql).route == .replica, "\(sql)")
     }
 }
+
+@Suite struct DatabaseDDLCheckTests {
+    @Test(arguments: ["DROP DATABASE x", "  alter database x rename to y", "/* c */ DROP DATABASE x", "CREATE DATABASE y TEMPLATE x"])
+    func letsDatabaseDDLThrough(sql: String) {
+        #expect(SessionEffect.mayBeginDatabaseDDL(ByteBuffer(string: sql)), "\(sql)")
+    }
+
+    @Test(arguments: ["SELECT 1; DROP DATABASE x", "LISTEN a", "DISCARD ALL", "update t set a = 1"])
+    func skipsEverythingElse(sql: String) {
+        #expect(!SessionEffect.mayBeginDatabaseDDL(ByteBuffer(string: sql)), "\(sql)")
+    }
+}
