@@ -30,82 +30,82 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     /// Bytes a client may have sent ahead during start-up and authentication.
     static let loginBufferLimit = 64 * 1024
-    private let runtime: ProxyRuntime
-    private let shard: PoolShard
+    let runtime: ProxyRuntime
+    let shard: PoolShard
     /// Where logins to the database `switchyard` go; nil where there is none (handler tests).
-    private let console: AdminConsole?
-    private var logger: Logger
-    private var phase: Phase
-    private var context: ChannelHandlerContext!
+    let console: AdminConsole?
+    var logger: Logger
+    var phase: Phase
+    var context: ChannelHandlerContext!
 
-    private var identity: ClientIdentity?
+    var identity: ClientIdentity?
     /// The pool `backend` came from (or is being leased from).
-    private var pool: ConnectionPool?
-    private var backend: BackendConnection?
-    private var waitID: Int?
+    var pool: ConnectionPool?
+    var backend: BackendConnection?
+    var waitID: Int?
     /// Bytes that arrived before login completed, replayed into the relay afterwards.
-    private var pendingClientBytes: [ByteBuffer] = []
+    var pendingClientBytes: [ByteBuffer] = []
     /// Client messages not yet sent to a server: waiting for a lease, or for the current unit to end.
-    private var pending: Deque<WireMessage> = []
-    private var inbound: ClientMessageStream
-    private var tracker = TransactionTracker()
-    private var backendScanner: MessageBoundaryScanner
-    private var planner: RoutePlanner
-    private var unit = UnitOfWork()
+    var pending: Deque<WireMessage> = []
+    var inbound: ClientMessageStream
+    var tracker = TransactionTracker()
+    var backendScanner: MessageBoundaryScanner
+    var planner: RoutePlanner
+    var unit = UnitOfWork()
     /// Classifications of the client's named prepared statements, for routing their Binds.
-    private var statementClasses: [String: StatementClassification] = [:]
-    private var unnamedStatementClass: StatementClassification?
+    var statementClasses: [String: StatementClassification] = [:]
+    var unnamedStatementClass: StatementClassification?
     /// After a locally refused extended-protocol message, the rest up to Sync is dropped, as Postgres does.
-    private var discardingUntilSync = false
+    var discardingUntilSync = false
     /// An extended-protocol batch carrying a ``LocalCommand`` that Switchyard answers itself, up to Sync.
-    private var localBatch: LocalCommand?
+    var localBatch: LocalCommand?
     /// Named statements that are local commands, answered locally whenever bound.
-    private var localStatements: [String: LocalCommand] = [:]
+    var localStatements: [String: LocalCommand] = [:]
     /// Transaction mode: the client's last Parse of the unnamed statement (the whole message, copied
     /// into storage kept across units), re-sent when a later unit uses the unnamed statement on a
     /// server that may not have it. Empty when there is none (a simple Query destroys it).
-    private var unnamedParse = ByteBuffer()
+    var unnamedParse = ByteBuffer()
     /// Database-level DDL waits until Switchyard's idle connections to its database are closed.
-    private var closingIdleConnections = false
+    var closingIdleConnections = false
     /// The client's view of the tracked session parameters (lower-cased names).
-    private var clientParameters: [String: String] = [:]
+    var clientParameters: [String: String] = [:]
     /// ReadyForQuery messages still owed for parameter-synchronisation queries Switchyard injected.
-    private var swallowedReadyForQuery = 0
-    private var synchronizationAnswer = ByteBuffer()
-    private var synchronizationError: ErrorFields?
+    var swallowedReadyForQuery = 0
+    var synchronizationAnswer = ByteBuffer()
+    var synchronizationError: ErrorFields?
     /// Login waits for the synchronisation's answer: the client must see the parameters it asked for.
-    private var loginAfterSynchronization: BackendConnection?
+    var loginAfterSynchronization: BackendConnection?
     /// Transaction mode: the client's named statements, re-created on whichever server runs them.
-    private var preparedStatements: [String: PreparedStatement] = [:]
+    var preparedStatements: [String: PreparedStatement] = [:]
     /// Transaction mode: matches answers to requests, to cut out injected ones and add absorbed ones.
-    private var sequencer = ResponseSequencer()
+    var sequencer = ResponseSequencer()
     /// Server-side names recorded as prepared before the server confirmed them, by request tag.
-    private var unconfirmedPrepares: [Int: String] = [:]
+    var unconfirmedPrepares: [Int: String] = [:]
     /// Server-side names of statements bound and not yet answered, by request tag.
-    private var boundStatements: [Int: String] = [:]
+    var boundStatements: [Int: String] = [:]
     /// The error being read is 0A000 "cached plan must not change result type".
-    private var staleStatementErrorPending = false
+    var staleStatementErrorPending = false
     /// The attached server sent the client a FATAL (or PANIC) error: it closes next, and Postgres
     /// sends nothing after it, so neither does Switchyard.
-    private var serverEndedWithFatal = false
+    var serverEndedWithFatal = false
     /// State on the attached server connection that keeps this transaction-mode client on it.
-    private var pin = ServerPin()
-    private var nextTag = 1
+    var pin = ServerPin()
+    var nextTag = 1
     /// Messages forwarded unchanged during one read, written together: when they are the whole
     /// read, the read's own buffer goes out in one write.
-    private var verbatim: [ByteBuffer] = []
-    private var verbatimBytes = 0
+    var verbatim: [ByteBuffer] = []
+    var verbatimBytes = 0
     private weak var verbatimTarget: BackendConnection?
 
-    private var readHeld = false
+    var readHeld = false
     /// The server whose PAUSE holds this client's next transaction (or its login), if any.
     private(set) var heldFor: String?
     /// For SHOW STATS and /metrics: when the query and transaction in flight started.
-    private var queryStartedAt: NIODeadline?
-    private var transactionStartedAt: NIODeadline?
-    private let connectedAt = NIODeadline.now()
-    private var idleTransactionTimer: Scheduled<Void>?
-    private var loginTimer: Scheduled<Void>?
+    var queryStartedAt: NIODeadline?
+    var transactionStartedAt: NIODeadline?
+    let connectedAt = NIODeadline.now()
+    var idleTransactionTimer: Scheduled<Void>?
+    var loginTimer: Scheduled<Void>?
     /// The key this client was given in BackendKeyData, which its CancelRequests carry.
     private(set) var cancelKey: CancelRequest?
 
@@ -231,7 +231,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     // MARK: Start-up
 
-    private func run(_ action: ClientStartupStateMachine.Action) {
+    func run(_ action: ClientStartupStateMachine.Action) {
         switch action {
         case .sendSSLResponse(let accepted):
             var buffer = context.channel.allocator.buffer(capacity: 1)
@@ -301,7 +301,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// auth_query: the lookup runs off this loop; its answer comes back here and the start-up resumes.
-    private func lookUpRoleSecret(user: String, database: String) {
+    func lookUpRoleSecret(user: String, database: String) {
         runtime.roleSecrets.lookUp(user: user, database: database, configuration: shard.configuration, on: context.eventLoop)
             .assumeIsolated().whenSuccess { [self] result in
                 guard case .startup(let processor, var machine) = phase else { return }
@@ -312,14 +312,14 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// AuthenticationOk, after SCRAM's final server message when the exchange had one.
-    private func sendAuthenticationOk(saslFinal: [UInt8]?) {
+    func sendAuthenticationOk(saslFinal: [UInt8]?) {
         var buffer = context.channel.allocator.buffer(capacity: 64)
         if let saslFinal { AuthenticationRequest.saslFinal(data: saslFinal).encode(into: &buffer) }
         AuthenticationRequest.ok.encode(into: &buffer)
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
-    private func logIn(_ identity: ClientIdentity) {
+    func logIn(_ identity: ClientIdentity) {
         self.identity = identity
         logger[metadataKey: "user"] = "\(identity.user)"
         logger[metadataKey: "database"] = "\(identity.database)"
@@ -333,7 +333,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Leases a server from `pool`, unless PAUSE holds new work for it.
-    private func lease(from pool: ConnectionPool) {
+    func lease(from pool: ConnectionPool) {
         self.pool = pool
         if shard.isPaused(pool.server.name) {
             heldFor = pool.server.name
@@ -357,7 +357,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
     }
 
-    private func finishLogin(with connection: BackendConnection) {
+    func finishLogin(with connection: BackendConnection) {
         var buffer = context.channel.allocator.buffer(capacity: 512)
         for (name, _) in connection.parameters {
             let value = connection.parameterValues[name.lowercased()] ?? ""
@@ -388,7 +388,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     // MARK: Relay: client to server
 
-    private func relayFromClient(_ buffer: ByteBuffer) {
+    func relayFromClient(_ buffer: ByteBuffer) {
         idleTransactionTimer?.cancel()
         idleTransactionTimer = nil
         let startedAtBoundary = inbound.bufferedBytes == 0
@@ -420,7 +420,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     /// Whether a large message of type `id` may be streamed to the attached server unread:
     /// only when nothing waits before it and routing, retries and statement names don't need it.
-    private func mayStream(_ id: UInt8) -> Bool {
+    func mayStream(_ id: UInt8) -> Bool {
         guard backend != nil, pending.isEmpty, !unit.retainForRetry, !discardingUntilSync else { return false }
         if runtime.poolMode == .session { return id != FrontendMessageID.terminate }
         switch id {
@@ -430,7 +430,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
     }
 
-    private func clientMessageReceived(_ message: WireMessage) {
+    func clientMessageReceived(_ message: WireMessage) {
         if message.id == FrontendMessageID.terminate { return close() }
         if discardingUntilSync {
             if message.id == FrontendMessageID.sync {
@@ -459,169 +459,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
     }
 
-    /// The database a DROP DATABASE, ALTER DATABASE ... RENAME or CREATE DATABASE ... TEMPLATE
-    /// names, when `message` carries one. Cheap for everything else (a first-word check).
-    private func databaseDDLTarget(_ message: WireMessage) -> String? {
-        guard message.id == FrontendMessageID.query || message.id == FrontendMessageID.parse,
-              let text = statementText(of: message), SessionEffect.mayBeginDatabaseDDL(text),
-              case .databaseDDL(let database)? = classify(message)?.sessionEffect else { return nil }
-        return database
-    }
-
-    /// Postgres refuses database-level DDL while any other session is connected to the database,
-    /// Switchyard's idle pooled ones included: close those on every loop and server first. Busy
-    /// ones are left alone, so Postgres' own error stands for them.
-    private func closeIdleConnections(to database: String) {
-        closingIdleConnections = true
-        let loop = context.eventLoop
-        runtime.closeIdleServerConnections(database: database, on: loop).assumeIsolated().whenComplete { [self] result in
-            closingIdleConnections = false
-            let closed = (try? result.get()) ?? 0
-            logger.info("closed idle server connections before database DDL", metadata: ["database": "\(database)", "closed": "\(closed)"])
-            guard case .relaying = phase else { return }
-            if backend == nil {
-                if waitID == nil { startUnit() }
-            } else {
-                drainPending()
-            }
-        }
-    }
-
-    /// A pipeline (no Sync yet) whose reads went to a replica reached a statement that needs the
-    /// primary. The replica's answers may never come (a server buffers them until Sync or Flush)
-    /// and the client's Sync sits behind that statement: waiting would deadlock. So the replica's
-    /// part ends here, with a Sync of Switchyard's own whose ReadyForQuery the client never sees,
-    /// and the rest runs on the primary. If the replica's part failed, Postgres would skip the rest
-    /// up to the client's Sync; ``backendReadComplete()`` does that.
-    private func endReplicaBatchEarlyIfBlocked(_ backend: BackendConnection) {
-        guard runtime.poolMode == .transaction, unit.role == .replica, !unit.explicitTransaction, !unit.endedEarly,
-              tracker.extendedBatchOpen, let first = pending.first, !canForward(first) else { return }
-        unit.endedEarly = true
-        tracker.clientSent(FrontendMessageID.sync)
-        sendSynthesized(sequencer.sent(.sync, disposition: .swallow))
-        var sync = context.channel.allocator.buffer(capacity: 5)
-        sync.writeMessage(id: FrontendMessageID.sync) { _ in }
-        send(sync, to: backend)
-        backend.flush()
-        logger.debug("pipeline needs the primary after replica reads; ended the replica's part with a Sync of its own")
-    }
-
-    /// A ``LocalCommand`` (`SET`/`SHOW switchyard.route`, DEALLOCATE of the client's statements) sent
-    /// alone as a simple Query is answered by Switchyard itself.
-    private func answerLocally(_ query: WireMessage) -> Bool {
-        guard Self.mayBeLocalCommand(query.body), let classification = classify(query),
-              let command = localCommand(classification) else { return false }
-        let status = backend == nil ? TransactionStatus.idle : tracker.status
-        perform(command)
-        writeToClient { buffer in
-            if command.returnsRow {
-                BackendMessage.rowDescription(columns: ["switchyard.route"], into: &buffer)
-                BackendMessage.dataRow([self.planner.setting.rawValue], into: &buffer)
-            }
-            BackendMessage.commandComplete(command.commandTag, into: &buffer)
-            BackendMessage.readyForQuery(status, into: &buffer)
-        }
-        logger.debug("answered a statement locally", metadata: ["command": "\(command.commandTag)"])
-        return true
-    }
-
-    /// The local command a statement string is, if it is exactly one.
-    private func localCommand(_ classification: StatementClassification) -> LocalCommand? {
-        guard classification.statementCount == 1 else { return nil }
-        if let command = classification.routeCommand { return .route(command) }
-        // Only the client's protocol-level statements; SQL-level PREPAREs live on a pinned server.
-        if runtime.poolMode == .transaction, !pin.isPinned, case .deallocate(let name)? = classification.sessionEffect,
-           name.map({ preparedStatements[$0] != nil }) ?? true {
-            return .deallocate(name: name)
-        }
-        return nil
-    }
-
-    /// Carries out a local command (at its Query, or at its Execute in the extended protocol).
-    private func perform(_ command: LocalCommand) {
-        switch command {
-        case .route(.set(let setting)):
-            planner.setting = setting
-        case .route(.show):
-            break
-        case .deallocate(let name?):
-            preparedStatements[name] = nil
-            statementClasses[name] = nil
-        case .deallocate(nil):
-            preparedStatements.removeAll()
-            statementClasses.removeAll()
-        }
-    }
-
-    /// A Parse of a local command (or a Bind of one prepared earlier) opens a batch that Switchyard
-    /// answers message by message, as Postgres would, up to the Sync.
-    private func startLocalBatch(_ message: WireMessage) -> Bool {
-        switch message.id {
-        case FrontendMessageID.parse:
-            guard let text = statementText(of: message), Self.mayBeLocalCommand(text),
-                  let classification = classify(message), let command = localCommand(classification),
-                  let (name, _) = StatementNames.parse(message) else { return false }
-            if !name.isEmpty { localStatements[name] = command }
-            localBatch = command
-            writeToClient { $0.writeMessage(id: BackendMessageID.parseComplete) { _ in } }
-            return true
-        case FrontendMessageID.bind:
-            guard !localStatements.isEmpty, let bind = StatementNames.bind(message), let command = localStatements[bind.statement] else { return false }
-            localBatch = command
-            writeToClient { $0.writeMessage(id: BackendMessageID.bindComplete) { _ in } }
-            return true
-        default:
-            return false
-        }
-    }
-
-    /// First-byte check before classifying a Query or Parse: SET, SHOW, DEALLOCATE, or a comment.
-    private static func mayBeLocalCommand(_ text: ByteBuffer) -> Bool {
-        guard let first = text.readableBytesView.first(where: { !isSQLSpace($0) }) else { return false }
-        return first | 0x20 == UInt8(ascii: "s") || first | 0x20 == UInt8(ascii: "d") || first == UInt8(ascii: "/") || first == UInt8(ascii: "-")
-    }
-
-    /// Answers one message of a local batch; false hands it back to the normal path (a new statement).
-    private func answerLocallyInBatch(_ message: WireMessage) -> Bool {
-        guard let command = localBatch else { return false }
-        switch message.id {
-        case FrontendMessageID.bind:
-            writeToClient { $0.writeMessage(id: BackendMessageID.bindComplete) { _ in } }
-        case FrontendMessageID.describe:
-            let describesStatement = message.body.getInteger(at: message.body.readerIndex, as: UInt8.self) == UInt8(ascii: "S")
-            writeToClient { buffer in
-                if describesStatement {
-                    buffer.writeMessage(id: BackendMessageID.parameterDescription) { $0.writeInteger(Int16(0)) }
-                }
-                if command.returnsRow {
-                    BackendMessage.rowDescription(columns: ["switchyard.route"], into: &buffer)
-                } else {
-                    buffer.writeMessage(id: BackendMessageID.noData) { _ in }
-                }
-            }
-        case FrontendMessageID.execute:
-            perform(command)
-            writeToClient { buffer in
-                if command.returnsRow { BackendMessage.dataRow([self.planner.setting.rawValue], into: &buffer) }
-                BackendMessage.commandComplete(command.commandTag, into: &buffer)
-            }
-        case FrontendMessageID.close:
-            writeToClient { $0.writeMessage(id: BackendMessageID.closeComplete) { _ in } }
-        case FrontendMessageID.flush:
-            break
-        case FrontendMessageID.sync:
-            localBatch = nil
-            let status = backend == nil ? TransactionStatus.idle : tracker.status
-            writeToClient { BackendMessage.readyForQuery(status, into: &$0) }
-        default:
-            localBatch = nil
-            return false
-        }
-        return true
-    }
-
     /// Routes the unit that starts with `pending.first` and leases a server for it.
-    private func startUnit(target forced: RoutePlanner.Target? = nil, excluding excluded: String? = nil) {
+    func startUnit(target forced: RoutePlanner.Target? = nil, excluding excluded: String? = nil) {
         guard let identity, let first = pending.first, !closingIdleConnections else { return }
         if runtime.isDraining {
             return fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
@@ -661,7 +500,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// The classification that routes a unit starting with `message`, if it carries or names a statement.
-    private func routingClass(of message: WireMessage) -> StatementClassification? {
+    func routingClass(of message: WireMessage) -> StatementClassification? {
         switch message.id {
         case FrontendMessageID.query, FrontendMessageID.parse:
             return classify(message)
@@ -674,12 +513,12 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Classifies the SQL text of a Query or Parse message.
-    private func classify(_ message: WireMessage) -> StatementClassification? {
+    func classify(_ message: WireMessage) -> StatementClassification? {
         statementText(of: message).map { shard.classify($0) }
     }
 
     /// The SQL text of a Query or Parse message (a slice, without its terminating NUL).
-    private func statementText(of message: WireMessage) -> ByteBuffer? {
+    func statementText(of message: WireMessage) -> ByteBuffer? {
         let body = message.body
         let view = body.readableBytesView
         var start = view.startIndex
@@ -698,13 +537,13 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     /// Whether `message` may go to the attached server, or must wait for the unit to end because
     /// it needs the primary while a replica is attached (pipelined autocommit statements).
-    private func canForward(_ message: WireMessage) -> Bool {
+    func canForward(_ message: WireMessage) -> Bool {
         guard unit.role == .replica, !unit.explicitTransaction, runtime.poolMode == .transaction,
               let classification = routingClass(of: message) else { return true }
         return planner.target(for: classification) == .replica
     }
 
-    private func forward(_ message: WireMessage, to backend: BackendConnection) {
+    func forward(_ message: WireMessage, to backend: BackendConnection) {
         tracker.clientSent(message.id)
         noteRequestStarted()
         let transactionMode = runtime.poolMode == .transaction
@@ -736,67 +575,15 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         sendVerbatim(message, to: backend)
     }
 
-    /// Follows what a statement does to state kept on its server connection (see ``ServerPin``) and
-    /// to the server's prepared statements.
-    private func noteSessionEffects(_ classification: StatementClassification, on backend: BackendConnection) {
-        if let effect = classification.sessionEffect {
-            if !effect.pinsServerConnection || unit.role == .primary { pin.apply(effect) }
-            switch effect {
-            case .discard(all: true), .deallocate(name: nil):
-                // The server drops every prepared statement, the shared ones too; the client's are gone, as
-                // they would be on a direct connection.
-                backend.forgetPreparedStatements()
-                perform(.deallocate(name: nil))
-                forgetUnnamedStatement()
-            case .deallocate(let name?):
-                perform(.deallocate(name: name))
-            case .listen, .unlisten, .createTemporary, .discard, .databaseDDL:
-                break
-            }
-        }
-        if classification.pinsServerConnection, unit.role == .primary, !(classification.sessionEffect?.pinsServerConnection ?? false) {
-            pin.pinUntilDiscarded()
-        }
-    }
-
-    /// Transaction mode: the client's Parse of the unnamed statement, kept for units on other servers.
-    private func rememberUnnamedStatement(_ parse: WireMessage) {
-        unnamedParse.clear()
-        unnamedParse.writeImmutableBuffer(parse.bytes)
-        unit.unnamedStatementSent = true
-    }
-
-    private func forgetUnnamedStatement() {
-        if unnamedParse.readableBytes > 0 { unnamedParse.clear() }
-        unit.unnamedStatementSent = false
-    }
-
-    /// Before a Bind or Describe of the unnamed statement in a unit that has not parsed it: the
-    /// server may be another than the one that parsed it (the unnamed statement outlives its Sync in
-    /// Postgres), so parse it again there; with none, close the server's own, which is some other
-    /// client's, so the client gets Postgres' 26000 rather than someone else's statement.
-    private func ensureUnnamedStatement(on backend: BackendConnection) {
-        guard !unit.unnamedStatementSent else { return }
-        unit.unnamedStatementSent = true
-        if unnamedParse.readableBytes > 0 {
-            sendSynthesized(sequencer.sent(.parse, disposition: .swallow))
-            send(unnamedParse, to: backend)
-        } else {
-            sendSynthesized(sequencer.sent(.close, disposition: .swallow))
-            send(StatementNames.rewriteTarget(id: FrontendMessageID.close, kind: UInt8(ascii: "S"), to: "",
-                                              allocator: context.channel.allocator), to: backend)
-        }
-    }
-
     /// Starts the clocks of a query (and transaction) when the server had nothing in flight.
-    private func noteRequestStarted() {
+    func noteRequestStarted() {
         guard queryStartedAt == nil else { return }
         let now = NIODeadline.now()
         queryStartedAt = now
         if transactionStartedAt == nil { transactionStartedAt = now }
     }
 
-    private func sendVerbatim(_ message: WireMessage, to backend: BackendConnection) {
+    func sendVerbatim(_ message: WireMessage, to backend: BackendConnection) {
         if verbatimTarget !== backend { flushVerbatim(wholeRead: nil) }
         verbatimTarget = backend
         verbatim.append(message.bytes)
@@ -804,7 +591,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Writes what `sendVerbatim` collected, as the read's own buffer when that is all of it.
-    private func flushVerbatim(wholeRead: ByteBuffer?) {
+    func flushVerbatim(wholeRead: ByteBuffer?) {
         guard let target = verbatimTarget, !verbatim.isEmpty else { return }
         // Counted once per write, not per message.
         pool?.traffic.bytesReceived += verbatimBytes
@@ -818,7 +605,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Writes bytes Switchyard composed (or streams), after anything collected before them.
-    private func send(_ bytes: ByteBuffer, to target: BackendConnection? = nil) {
+    func send(_ bytes: ByteBuffer, to target: BackendConnection? = nil) {
         pool?.traffic.bytesReceived += bytes.readableBytes
         flushVerbatim(wholeRead: nil)
         (target ?? backend)?.write(bytes)
@@ -826,7 +613,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     /// Transaction mode: maps the client's statement names to server-side ones, preparing
     /// statements on servers that lack them. Returns false for messages it leaves alone.
-    private func forwardRewritingStatementNames(_ message: WireMessage, to backend: BackendConnection) -> Bool {
+    func forwardRewritingStatementNames(_ message: WireMessage, to backend: BackendConnection) -> Bool {
         let allocator = context.channel.allocator
         switch message.id {
         case FrontendMessageID.parse:
@@ -878,7 +665,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Sends a Parse for `statement`, keeping the server's statement cache bounded.
-    private func prepare(_ statement: PreparedStatement, on backend: BackendConnection, disposition: ResponseSequencer.Disposition) {
+    func prepare(_ statement: PreparedStatement, on backend: BackendConnection, disposition: ResponseSequencer.Disposition) {
         let allocator = context.channel.allocator
         if backend.preparedStatements.count >= BackendConnection.preparedStatementLimit, !backend.preparedOrder.isEmpty {
             let oldest = backend.preparedOrder.removeFirst()
@@ -904,7 +691,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Writes made-up answers (ParseComplete, CloseComplete) to the client.
-    private func sendSynthesized(_ ids: [UInt8]) {
+    func sendSynthesized(_ ids: [UInt8]) {
         guard !ids.isEmpty else { return }
         var buffer = context.channel.allocator.buffer(capacity: ids.count * 5)
         for id in ids { buffer.writeMessage(id: id) { _ in } }
@@ -920,7 +707,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Applies the sequencer's verdict on one server message; false means cut it out.
-    private func sequence(_ id: UInt8) -> (forward: Bool, synthesized: [UInt8]) {
+    func sequence(_ id: UInt8) -> (forward: Bool, synthesized: [UInt8]) {
         guard !sequencer.isEmpty else { return (true, []) }
         let verdict = sequencer.received(id)
         if verdict.endsFailedBatch, unit.endedEarly { unit.endedEarlyAfterError = true }
@@ -948,7 +735,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// An ErrorResponse from the attached server, seen as it passes to the client. Returns whether it
     /// is FATAL or PANIC: the server closes next, and the client must get that error alone.
     @discardableResult
-    private func serverErrorScanned(_ body: ByteBuffer) -> Bool {
+    func serverErrorScanned(_ body: ByteBuffer) -> Bool {
         guard let error = ErrorFields(decoding: body) else { return false }
         if error.code == SQLState.featureNotSupported, error.message == "cached plan must not change result type" {
             // A shared server-side statement outlived DDL that changed its result: it must be prepared
@@ -959,7 +746,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Sends pending messages to the attached server, up to one that must wait for another server.
-    private func drainPending() {
+    func drainPending() {
         guard let backend else { return }
         guard !closingIdleConnections else { return }
         while let message = pending.first, canForward(message) {
@@ -974,7 +761,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     /// After an error in a replica's part of a pipeline (ended early), Postgres would skip the
     /// client's messages up to its Sync and answer that Sync: so does this, for the pending ones.
-    private func skipPendingToSync() {
+    func skipPendingToSync() {
         while let message = pending.popFirst() {
             if message.id == FrontendMessageID.sync {
                 writeToClient { BackendMessage.readyForQuery(.idle, into: &$0) }
@@ -987,7 +774,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     /// Answers every pending message with `error` the way Postgres would: one error per Query, one
     /// per extended-protocol batch (the rest of which is skipped up to its Sync).
-    private func refusePending(_ error: ErrorFields) {
+    func refusePending(_ error: ErrorFields) {
         logger.warning("refusing statement", metadata: ["error": "\(error)"])
         var skipping = false
         while let message = pending.popFirst() {
@@ -1049,7 +836,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         fail(ErrorFields(severity: .fatal, code: error.code, message: error.message, detail: error.detail, hint: error.hint))
     }
 
-    private func attach(_ connection: BackendConnection) {
+    func attach(_ connection: BackendConnection) {
         backend = connection
         connection.attach(to: self)
         connection.clientWritabilityChanged(isWritable: context.channel.isWritable)
@@ -1058,7 +845,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Sets the client's session parameters on `connection` where they differ, ahead of the client's
     /// own messages (the answer is swallowed). Returns whether a query was sent.
     @discardableResult
-    private func synchronizeParameters(on connection: BackendConnection) -> Bool {
+    func synchronizeParameters(on connection: BackendConnection) -> Bool {
         guard let query = runtime.parameterSync.synchronization(client: clientParameters, server: connection.parameterValues) else {
             return false
         }
@@ -1075,7 +862,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Consumes the answer to injected synchronisation queries; returns the bytes after it, if any.
-    private func consumeSynchronizationAnswer(_ buffer: ByteBuffer) -> ByteBuffer? {
+    func consumeSynchronizationAnswer(_ buffer: ByteBuffer) -> ByteBuffer? {
         synchronizationAnswer.writeImmutableBuffer(buffer)
         while let (id, length) = synchronizationAnswer.peekFrameHeader(), length >= 4,
               synchronizationAnswer.readableBytes >= Int(length) + 1 {
@@ -1100,7 +887,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         return nil
     }
 
-    private func synchronizationFinished() {
+    func synchronizationFinished() {
         let error = synchronizationError
         synchronizationError = nil
         if let error {
@@ -1116,7 +903,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Records a ParameterStatus: the server's value, and the client's view when it is forwarded.
-    private func noteParameterStatus(_ body: ByteBuffer, clientSeesIt: Bool) {
+    func noteParameterStatus(_ body: ByteBuffer, clientSeesIt: Bool) {
         backend?.parameterStatusReceived(body)
         guard clientSeesIt, let (name, value) = BackendMessage.decodeParameterStatus(body) else { return }
         if runtime.parameterSync.isTracked(name) { clientParameters[name.lowercased()] = value }
@@ -1180,7 +967,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// A ReadyForQuery ended a query: count it, and start the next pipelined one's clock.
-    private func queryFinished() {
+    func queryFinished() {
         guard let started = queryStartedAt, let pool else { return }
         let now = NIODeadline.now()
         let duration = now - started
@@ -1190,7 +977,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Writes bytes `from..<to` (offsets from the reader index) of a server buffer, zero-copy.
-    private func writeToClient(_ buffer: ByteBuffer, from start: Int, to end: Int) {
+    func writeToClient(_ buffer: ByteBuffer, from start: Int, to end: Int) {
         guard end > start else { return }
         if start == 0, end == buffer.readableBytes {
             context.write(wrapOutboundOut(buffer), promise: nil)
@@ -1202,7 +989,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// A replica's first answer in an autocommit unit is held back until it shows rows or success:
     /// a 25006 (read-only transaction) means the classifier let a write through, and the statement
     /// is re-run on the primary before the client sees anything.
-    private func holdResponse(_ buffer: ByteBuffer) {
+    func holdResponse(_ buffer: ByteBuffer) {
         if unit.held.readableBytes == 0 { unit.held = buffer } else { unit.held.writeImmutableBuffer(buffer) }
         var view = unit.held
         view.moveReaderIndex(forwardBy: unit.heldScanned)
@@ -1246,7 +1033,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Stops holding: what was held goes to the client, the rest streams through.
-    private func releaseHeldResponse() {
+    func releaseHeldResponse() {
         let held = unit.held, scanned = unit.heldScanned, output = unit.heldOutput, verbatim = unit.heldOutputIsVerbatim
         unit.stopRetaining()
         if verbatim {
@@ -1258,14 +1045,14 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         if rest.readableBytes > 0 { backendReceived(rest) }
     }
 
-    private func retryOnPrimary() {
+    func retryOnPrimary() {
         runtime.metrics.readOnlyRetries.increment()
         logger.notice("replica refused the statement (a write, or a temporary or unlogged table); re-running it on the primary")
         restartUnit(target: .primary, excluding: nil)
     }
 
     /// Sends the unit's messages again, elsewhere; the client has seen none of the first answer.
-    private func restartUnit(target: RoutePlanner.Target, excluding excluded: String?) {
+    func restartUnit(target: RoutePlanner.Target, excluding excluded: String?) {
         let resend = unit.sent
         // The server may still owe answers to pipelined requests, which are re-sent too: reuse it only if not.
         let serverIsClean = tracker.awaitedReadyForQuery == 0 && !tracker.extendedBatchOpen
@@ -1346,7 +1133,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                          hint: "The transaction in progress, if any, was rolled back by the server."))
     }
 
-    private func backendProtocolViolation(_ error: Error) {
+    func backendProtocolViolation(_ error: Error) {
         logger.error("invalid message from server", metadata: ["error": "\(error)"])
         if let backend { pool?.discard(backend) }
         fail(ErrorFields(severity: .fatal, code: SQLState.protocolViolation, message: "invalid message from server"))
@@ -1396,7 +1183,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     // MARK: Helpers
 
-    private var shouldHoldClientReads: Bool {
+    var shouldHoldClientReads: Bool {
         // Until ReadyForQuery the client has no business sending anything: don't buffer what it does.
         if case .loggingIn = phase { return true }
         guard case .relaying = phase else { return false }
@@ -1405,20 +1192,20 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         return false
     }
 
-    private func resumeHeldRead() {
+    func resumeHeldRead() {
         if readHeld, !shouldHoldClientReads {
             readHeld = false
             context.read()
         }
     }
 
-    private func writeToClient(_ write: (inout ByteBuffer) -> Void) {
+    func writeToClient(_ write: (inout ByteBuffer) -> Void) {
         var buffer = context.channel.allocator.buffer(capacity: 128)
         write(&buffer)
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
-    private func returnOrDiscard(_ connection: BackendConnection) {
+    func returnOrDiscard(_ connection: BackendConnection) {
         guard let pool else { return connection.close() }
         if tracker.isIdle, !unit.holdingResponse, swallowedReadyForQuery == 0, backendScanner.isAtMessageBoundary,
            !(runtime.poolMode == .session && shard.configuration.serverResetMode == .close), !pin.isPinned {
@@ -1433,7 +1220,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Sends a FATAL error and closes the client.
-    private func fail(_ error: ErrorFields) {
+    func fail(_ error: ErrorFields) {
         guard let context, context.channel.isActive else { return }
         if case .closed = phase { return }
         var buffer = context.channel.allocator.buffer(capacity: 128)
@@ -1442,7 +1229,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         close()
     }
 
-    private func close() {
+    func close() {
         guard let context else { return }
         context.close(promise: nil)
     }

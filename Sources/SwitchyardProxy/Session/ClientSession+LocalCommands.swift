@@ -1,0 +1,120 @@
+import NIOCore
+import PostgresWire
+
+/// Statements Switchyard answers itself (``LocalCommand``), in the simple and the extended protocol,
+/// with the message sequence Postgres would send.
+extension ClientSession {
+    /// A ``LocalCommand`` (`SET`/`SHOW switchyard.route`, DEALLOCATE of the client's statements) sent
+    /// alone as a simple Query is answered by Switchyard itself.
+    func answerLocally(_ query: WireMessage) -> Bool {
+        guard Self.mayBeLocalCommand(query.body), let classification = classify(query),
+              let command = localCommand(classification) else { return false }
+        let status = backend == nil ? TransactionStatus.idle : tracker.status
+        perform(command)
+        writeToClient { buffer in
+            if command.returnsRow {
+                BackendMessage.rowDescription(columns: ["switchyard.route"], into: &buffer)
+                BackendMessage.dataRow([self.planner.setting.rawValue], into: &buffer)
+            }
+            BackendMessage.commandComplete(command.commandTag, into: &buffer)
+            BackendMessage.readyForQuery(status, into: &buffer)
+        }
+        logger.debug("answered a statement locally", metadata: ["command": "\(command.commandTag)"])
+        return true
+    }
+
+    /// The local command a statement string is, if it is exactly one.
+    func localCommand(_ classification: StatementClassification) -> LocalCommand? {
+        guard classification.statementCount == 1 else { return nil }
+        if let command = classification.routeCommand { return .route(command) }
+        // Only the client's protocol-level statements; SQL-level PREPAREs live on a pinned server.
+        if runtime.poolMode == .transaction, !pin.isPinned, case .deallocate(let name)? = classification.sessionEffect,
+           name.map({ preparedStatements[$0] != nil }) ?? true {
+            return .deallocate(name: name)
+        }
+        return nil
+    }
+
+    /// Carries out a local command (at its Query, or at its Execute in the extended protocol).
+    func perform(_ command: LocalCommand) {
+        switch command {
+        case .route(.set(let setting)):
+            planner.setting = setting
+        case .route(.show):
+            break
+        case .deallocate(let name?):
+            preparedStatements[name] = nil
+            statementClasses[name] = nil
+        case .deallocate(nil):
+            preparedStatements.removeAll()
+            statementClasses.removeAll()
+        }
+    }
+
+    /// A Parse of a local command (or a Bind of one prepared earlier) opens a batch that Switchyard
+    /// answers message by message, as Postgres would, up to the Sync.
+    func startLocalBatch(_ message: WireMessage) -> Bool {
+        switch message.id {
+        case FrontendMessageID.parse:
+            guard let text = statementText(of: message), Self.mayBeLocalCommand(text),
+                  let classification = classify(message), let command = localCommand(classification),
+                  let (name, _) = StatementNames.parse(message) else { return false }
+            if !name.isEmpty { localStatements[name] = command }
+            localBatch = command
+            writeToClient { $0.writeMessage(id: BackendMessageID.parseComplete) { _ in } }
+            return true
+        case FrontendMessageID.bind:
+            guard !localStatements.isEmpty, let bind = StatementNames.bind(message), let command = localStatements[bind.statement] else { return false }
+            localBatch = command
+            writeToClient { $0.writeMessage(id: BackendMessageID.bindComplete) { _ in } }
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// First-byte check before classifying a Query or Parse: SET, SHOW, DEALLOCATE, or a comment.
+    static func mayBeLocalCommand(_ text: ByteBuffer) -> Bool {
+        guard let first = text.readableBytesView.first(where: { !isSQLSpace($0) }) else { return false }
+        return first | 0x20 == UInt8(ascii: "s") || first | 0x20 == UInt8(ascii: "d") || first == UInt8(ascii: "/") || first == UInt8(ascii: "-")
+    }
+
+    /// Answers one message of a local batch; false hands it back to the normal path (a new statement).
+    func answerLocallyInBatch(_ message: WireMessage) -> Bool {
+        guard let command = localBatch else { return false }
+        switch message.id {
+        case FrontendMessageID.bind:
+            writeToClient { $0.writeMessage(id: BackendMessageID.bindComplete) { _ in } }
+        case FrontendMessageID.describe:
+            let describesStatement = message.body.getInteger(at: message.body.readerIndex, as: UInt8.self) == UInt8(ascii: "S")
+            writeToClient { buffer in
+                if describesStatement {
+                    buffer.writeMessage(id: BackendMessageID.parameterDescription) { $0.writeInteger(Int16(0)) }
+                }
+                if command.returnsRow {
+                    BackendMessage.rowDescription(columns: ["switchyard.route"], into: &buffer)
+                } else {
+                    buffer.writeMessage(id: BackendMessageID.noData) { _ in }
+                }
+            }
+        case FrontendMessageID.execute:
+            perform(command)
+            writeToClient { buffer in
+                if command.returnsRow { BackendMessage.dataRow([self.planner.setting.rawValue], into: &buffer) }
+                BackendMessage.commandComplete(command.commandTag, into: &buffer)
+            }
+        case FrontendMessageID.close:
+            writeToClient { $0.writeMessage(id: BackendMessageID.closeComplete) { _ in } }
+        case FrontendMessageID.flush:
+            break
+        case FrontendMessageID.sync:
+            localBatch = nil
+            let status = backend == nil ? TransactionStatus.idle : tracker.status
+            writeToClient { BackendMessage.readyForQuery(status, into: &$0) }
+        default:
+            localBatch = nil
+            return false
+        }
+        return true
+    }
+}

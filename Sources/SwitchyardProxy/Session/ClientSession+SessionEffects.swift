@@ -1,0 +1,106 @@
+import NIOCore
+import PostgresWire
+
+/// What the relay does about statements whose effects outlive their unit: database DDL that waits for
+/// idle connections to close, replica pipelines ended early for a write, LISTEN / temporary tables /
+/// DISCARD / DEALLOCATE, and the unnamed statement that must follow the client across servers.
+extension ClientSession {
+    /// The database a DROP DATABASE, ALTER DATABASE ... RENAME or CREATE DATABASE ... TEMPLATE
+    /// names, when `message` carries one. Cheap for everything else (a first-word check).
+    func databaseDDLTarget(_ message: WireMessage) -> String? {
+        guard message.id == FrontendMessageID.query || message.id == FrontendMessageID.parse,
+              let text = statementText(of: message), SessionEffect.mayBeginDatabaseDDL(text),
+              case .databaseDDL(let database)? = classify(message)?.sessionEffect else { return nil }
+        return database
+    }
+
+    /// Postgres refuses database-level DDL while any other session is connected to the database,
+    /// Switchyard's idle pooled ones included: close those on every loop and server first. Busy
+    /// ones are left alone, so Postgres' own error stands for them.
+    func closeIdleConnections(to database: String) {
+        closingIdleConnections = true
+        let loop = context.eventLoop
+        runtime.closeIdleServerConnections(database: database, on: loop).assumeIsolated().whenComplete { [self] result in
+            closingIdleConnections = false
+            let closed = (try? result.get()) ?? 0
+            logger.info("closed idle server connections before database DDL", metadata: ["database": "\(database)", "closed": "\(closed)"])
+            guard case .relaying = phase else { return }
+            if backend == nil {
+                if waitID == nil { startUnit() }
+            } else {
+                drainPending()
+            }
+        }
+    }
+
+    /// A pipeline (no Sync yet) whose reads went to a replica reached a statement that needs the
+    /// primary. The replica's answers may never come (a server buffers them until Sync or Flush)
+    /// and the client's Sync sits behind that statement: waiting would deadlock. So the replica's
+    /// part ends here, with a Sync of Switchyard's own whose ReadyForQuery the client never sees,
+    /// and the rest runs on the primary. If the replica's part failed, Postgres would skip the rest
+    /// up to the client's Sync; ``backendReadComplete()`` does that.
+    func endReplicaBatchEarlyIfBlocked(_ backend: BackendConnection) {
+        guard runtime.poolMode == .transaction, unit.role == .replica, !unit.explicitTransaction, !unit.endedEarly,
+              tracker.extendedBatchOpen, let first = pending.first, !canForward(first) else { return }
+        unit.endedEarly = true
+        tracker.clientSent(FrontendMessageID.sync)
+        sendSynthesized(sequencer.sent(.sync, disposition: .swallow))
+        var sync = context.channel.allocator.buffer(capacity: 5)
+        sync.writeMessage(id: FrontendMessageID.sync) { _ in }
+        send(sync, to: backend)
+        backend.flush()
+        logger.debug("pipeline needs the primary after replica reads; ended the replica's part with a Sync of its own")
+    }
+
+    /// Follows what a statement does to state kept on its server connection (see ``ServerPin``) and
+    /// to the server's prepared statements.
+    func noteSessionEffects(_ classification: StatementClassification, on backend: BackendConnection) {
+        if let effect = classification.sessionEffect {
+            if !effect.pinsServerConnection || unit.role == .primary { pin.apply(effect) }
+            switch effect {
+            case .discard(all: true), .deallocate(name: nil):
+                // The server drops every prepared statement, the shared ones too; the client's are gone, as
+                // they would be on a direct connection.
+                backend.forgetPreparedStatements()
+                perform(.deallocate(name: nil))
+                forgetUnnamedStatement()
+            case .deallocate(let name?):
+                perform(.deallocate(name: name))
+            case .listen, .unlisten, .createTemporary, .discard, .databaseDDL:
+                break
+            }
+        }
+        if classification.pinsServerConnection, unit.role == .primary, !(classification.sessionEffect?.pinsServerConnection ?? false) {
+            pin.pinUntilDiscarded()
+        }
+    }
+
+    /// Transaction mode: the client's Parse of the unnamed statement, kept for units on other servers.
+    func rememberUnnamedStatement(_ parse: WireMessage) {
+        unnamedParse.clear()
+        unnamedParse.writeImmutableBuffer(parse.bytes)
+        unit.unnamedStatementSent = true
+    }
+
+    func forgetUnnamedStatement() {
+        if unnamedParse.readableBytes > 0 { unnamedParse.clear() }
+        unit.unnamedStatementSent = false
+    }
+
+    /// Before a Bind or Describe of the unnamed statement in a unit that has not parsed it: the
+    /// server may be another than the one that parsed it (the unnamed statement outlives its Sync in
+    /// Postgres), so parse it again there; with none, close the server's own, which is some other
+    /// client's, so the client gets Postgres' 26000 rather than someone else's statement.
+    func ensureUnnamedStatement(on backend: BackendConnection) {
+        guard !unit.unnamedStatementSent else { return }
+        unit.unnamedStatementSent = true
+        if unnamedParse.readableBytes > 0 {
+            sendSynthesized(sequencer.sent(.parse, disposition: .swallow))
+            send(unnamedParse, to: backend)
+        } else {
+            sendSynthesized(sequencer.sent(.close, disposition: .swallow))
+            send(StatementNames.rewriteTarget(id: FrontendMessageID.close, kind: UInt8(ascii: "S"), to: "",
+                                              allocator: context.channel.allocator), to: backend)
+        }
+    }
+}
