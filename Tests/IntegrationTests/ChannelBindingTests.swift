@@ -76,16 +76,26 @@ extension IntegrationTests {
                     data += chunk
                 return data
 
-            def pump(source, target):
+            def pump(one, other):
+                # One thread for both directions: an SSL socket must not be read and written from two
+                # threads at once (OpenSSL's state is not shared safely), which dropped relayed logins.
+                import select
+                peers = {one: other, other: one}
                 try:
                     while True:
-                        data = source.recv(65536)
-                        if not data:
-                            break
-                        target.sendall(data)
-                except OSError:
+                        ready = [s for s in peers if s.pending()]
+                        if not ready:
+                            ready, _, _ = select.select(list(peers), [], [], 20)
+                            if not ready:
+                                break
+                        for source in ready:
+                            data = source.recv(65536)
+                            if not data:
+                                raise EOFError
+                            peers[source].sendall(data)
+                except (OSError, EOFError):
                     pass
-                for s in (source, target):
+                for s in peers:
                     try:
                         s.close()
                     except OSError:
@@ -114,7 +124,6 @@ extension IntegrationTests {
                     body = struct.pack("!i", 10) + b"SCRAM-SHA-256\\0\\0"
                 client.sendall(kind + struct.pack("!i", len(body) + 4) + body)
                 threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
-                threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
 
             def start_relay(upstream_port, cert, key, mode):
                 listener = socket.socket()
