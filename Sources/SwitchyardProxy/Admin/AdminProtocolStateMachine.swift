@@ -110,50 +110,50 @@ struct AdminProtocolStateMachine {
         case FrontendMessageID.flush:
             return []
         case FrontendMessageID.parse:
-            guard let name = body.readNullTerminatedString(), let text = body.readNullTerminatedString() else { return malformed("Parse") }
+            guard let parse = ParseMessage(body: body), let text = parse.definition.getNullTerminatedString(at: parse.definition.readerIndex)
+            else { return malformed("Parse") }
             let trimmed = ConfigurationParser.trim(text[...])
             if trimmed.isEmpty || trimmed == ";" {
-                statements[name] = .some(nil)
+                statements[parse.statement] = .some(nil)
                 return [.reply(.parseComplete)]
             }
             do {
-                statements[name] = .some(try AdminCommand.parse(text))
+                statements[parse.statement] = .some(try AdminCommand.parse(text))
                 return [.reply(.parseComplete)]
             } catch {
                 return failBatch(error)
             }
         case FrontendMessageID.bind:
-            guard let portal = body.readNullTerminatedString(), let statement = body.readNullTerminatedString(),
-                  let parameterFormats = body.readInteger(as: Int16.self), parameterFormats >= 0,
-                  body.readSlice(length: Int(parameterFormats) * 2) != nil,
-                  let parameters = body.readInteger(as: Int16.self) else { return malformed("Bind") }
-            guard parameters == 0 else {
+            guard let bind = BindMessage(body: body), let parameters = bind.decodeParameters() else { return malformed("Bind") }
+            guard parameters.values.isEmpty else {
                 return failBatch(ErrorFields(severity: .error, code: SQLState.protocolViolation,
-                                             message: "admin commands take no parameters, but Bind supplied \(parameters)"))
+                                             message: "admin commands take no parameters, but Bind supplied \(parameters.values.count)"))
             }
-            guard let formatCount = body.readInteger(as: Int16.self), formatCount >= 0, body.readableBytes >= Int(formatCount) * 2
-            else { return malformed("Bind") }
-            let formats = (0..<formatCount).map { _ in body.readInteger(as: Int16.self)! }
-            guard let command = statements[statement] else { return failBatch(Self.unknownStatement(statement)) }
-            portals[portal] = (command, formats)
+            guard let command = statements[bind.statement] else { return failBatch(Self.unknownStatement(bind.statement)) }
+            portals[bind.portal] = (command, parameters.resultFormats)
             return [.reply(.bindComplete)]
         case FrontendMessageID.describe:
-            guard let kind = body.readInteger(as: UInt8.self), let name = body.readNullTerminatedString() else { return malformed("Describe") }
-            if kind == UInt8(ascii: "S") {
-                guard let command = statements[name] else { return failBatch(Self.unknownStatement(name)) }
+            guard let target = TargetMessage(id: message.id, body: body) else { return malformed("Describe") }
+            switch target.kind {
+            case .statement:
+                guard let command = statements[target.name] else { return failBatch(Self.unknownStatement(target.name)) }
                 return [.reply(.parameterDescription), .reply(Self.description(of: command, formats: []))]
+            case .portal:
+                guard let portal = portals[target.name] else { return failBatch(Self.unknownPortal(target.name)) }
+                return [.reply(Self.description(of: portal.command, formats: portal.formats))]
             }
-            guard let portal = portals[name] else { return failBatch(Self.unknownPortal(name)) }
-            return [.reply(Self.description(of: portal.command, formats: portal.formats))]
         case FrontendMessageID.execute:
-            guard let name = body.readNullTerminatedString() else { return malformed("Execute") }
-            guard let portal = portals[name] else { return failBatch(Self.unknownPortal(name)) }
+            guard let execute = ExecuteMessage(body: body) else { return malformed("Execute") }
+            guard let portal = portals[execute.portal] else { return failBatch(Self.unknownPortal(execute.portal)) }
             guard let command = portal.command else { return [.reply(.emptyQuery)] }
             running = Execution(command: command, simple: false, formats: portal.formats, remaining: [])
             return [.execute(command)]
         case FrontendMessageID.close:
-            guard let kind = body.readInteger(as: UInt8.self), let name = body.readNullTerminatedString() else { return malformed("Close") }
-            if kind == UInt8(ascii: "S") { statements[name] = nil } else { portals[name] = nil }
+            guard let target = TargetMessage(id: message.id, body: body) else { return malformed("Close") }
+            switch target.kind {
+            case .statement: statements[target.name] = nil
+            case .portal: portals[target.name] = nil
+            }
             return [.reply(.closeComplete)]
         default:
             return failBatch(ErrorFields(severity: .error, code: SQLState.featureNotSupported,

@@ -56,15 +56,15 @@ extension ClientSession {
     func startLocalBatch(_ message: WireMessage) -> Bool {
         switch message.id {
         case FrontendMessageID.parse:
-            guard let text = statementText(of: message), Self.mayBeLocalCommand(text),
+            guard let text = message.statementText, Self.mayBeLocalCommand(text),
                   let classification = classify(message), let command = localCommand(classification),
-                  let (name, _) = StatementNames.parse(message) else { return false }
-            if !name.isEmpty { localStatements[name] = command }
+                  let parse = ParseMessage(message) else { return false }
+            if !parse.statement.isEmpty { localStatements[parse.statement] = command }
             localBatch = command
             writeToClient { $0.writeMessage(id: BackendMessageID.parseComplete) { _ in } }
             return true
         case FrontendMessageID.bind:
-            guard !localStatements.isEmpty, let bind = StatementNames.bind(message), let command = localStatements[bind.statement] else { return false }
+            guard !localStatements.isEmpty, let bind = BindMessage(message), let command = localStatements[bind.statement] else { return false }
             localBatch = command
             writeToClient { $0.writeMessage(id: BackendMessageID.bindComplete) { _ in } }
             return true

@@ -9,7 +9,7 @@ extension ClientSession {
     /// names, when `message` carries one. Cheap for everything else (a first-word check).
     func databaseDDLTarget(_ message: WireMessage) -> String? {
         guard message.id == FrontendMessageID.query || message.id == FrontendMessageID.parse,
-              let text = statementText(of: message), SessionEffect.mayBeginDatabaseDDL(text),
+              let text = message.statementText, SessionEffect.mayBeginDatabaseDDL(text),
               case .databaseDDL(let database)? = classify(message)?.sessionEffect else { return nil }
         return database
     }
@@ -45,9 +45,7 @@ extension ClientSession {
         unit.endedEarly = true
         tracker.clientSent(FrontendMessageID.sync)
         sendSynthesized(sequencer.sent(.sync, disposition: .swallow))
-        var sync = context.channel.allocator.buffer(capacity: 5)
-        sync.writeMessage(id: FrontendMessageID.sync) { _ in }
-        send(sync, to: backend)
+        send(composed(capacity: 5) { $0.writeMessage(id: FrontendMessageID.sync) { _ in } }, to: backend)
         backend.flush()
         logger.debug("pipeline needs the primary after replica reads; ended the replica's part with a Sync of its own")
     }
@@ -98,9 +96,7 @@ extension ClientSession {
             sendSynthesized(sequencer.sent(.parse, disposition: .swallow))
             send(unnamedParse, to: backend)
         } else {
-            sendSynthesized(sequencer.sent(.close, disposition: .swallow))
-            send(StatementNames.rewriteTarget(id: FrontendMessageID.close, kind: UInt8(ascii: "S"), to: "",
-                                              allocator: context.channel.allocator), to: backend)
+            closeServerStatement("", on: backend)
         }
     }
 }

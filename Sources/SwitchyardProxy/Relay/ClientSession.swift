@@ -505,7 +505,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         case FrontendMessageID.query, FrontendMessageID.parse:
             return classify(message)
         case FrontendMessageID.bind:
-            guard let bind = StatementNames.bind(message) else { return nil }
+            guard let bind = BindMessage(message) else { return nil }
             return bind.statement.isEmpty ? unnamedStatementClass : statementClasses[bind.statement]
         default:
             return nil
@@ -514,25 +514,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     /// Classifies the SQL text of a Query or Parse message.
     func classify(_ message: WireMessage) -> StatementClassification? {
-        statementText(of: message).map { shard.classify($0) }
-    }
-
-    /// The SQL text of a Query or Parse message (a slice, without its terminating NUL).
-    func statementText(of message: WireMessage) -> ByteBuffer? {
-        let body = message.body
-        let view = body.readableBytesView
-        var start = view.startIndex
-        switch message.id {
-        case FrontendMessageID.parse:
-            guard let nameEnd = view.firstIndex(of: 0) else { return nil }
-            start = nameEnd + 1
-        case FrontendMessageID.query:
-            break
-        default:
-            return nil
-        }
-        guard let end = view[start...].firstIndex(of: 0) else { return nil }
-        return body.getSlice(at: body.readerIndex + (start - view.startIndex), length: end - start)
+        message.statementText.map { shard.classify($0) }
     }
 
     /// Whether `message` may go to the attached server, or must wait for the unit to end because
@@ -552,8 +534,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         // statement's later Binds, or for session effects (LISTEN, CREATE TEMP, DISCARD: a first-word
         // check); on the primary everything may run anyway.
         let needsClass = carriesSQL && (unit.role == .replica
-            || (message.id == FrontendMessageID.parse && message.bytes.getInteger(at: message.bytes.readerIndex + 5, as: UInt8.self) != 0)
-            || (transactionMode && statementText(of: message).map(SessionEffect.mayBeginStatement) == true))
+            || ParseMessage.namesStatement(message)
+            || (transactionMode && message.statementText.map(SessionEffect.mayBeginStatement) == true))
         if message.id == FrontendMessageID.query, transactionMode {
             // A simple Query destroys the unnamed statement (Postgres does so on its server).
             forgetUnnamedStatement()
@@ -561,11 +543,11 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         if needsClass, let classification = classify(message) {
             if case .begin? = classification.transactionControl { unit.explicitTransaction = true }
             planner.observe(classification)
-            if message.id == FrontendMessageID.parse, let (name, _) = StatementNames.parse(message) {
-                if name.isEmpty { unnamedStatementClass = classification } else { statementClasses[name] = classification }
+            if let parse = ParseMessage(message) {
+                if parse.statement.isEmpty { unnamedStatementClass = classification } else { statementClasses[parse.statement] = classification }
             }
             if transactionMode { noteSessionEffects(classification, on: backend) }
-        } else if message.id == FrontendMessageID.close, let target = StatementNames.target(message), target.kind == UInt8(ascii: "S") {
+        } else if message.id == FrontendMessageID.close, let target = TargetMessage(message), target.kind == .statement {
             statementClasses[target.name] = nil
         }
         if unit.retainForRetry { unit.sent.append(message) }
@@ -614,23 +596,22 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Transaction mode: maps the client's statement names to server-side ones, preparing
     /// statements on servers that lack them. Returns false for messages it leaves alone.
     func forwardRewritingStatementNames(_ message: WireMessage, to backend: BackendConnection) -> Bool {
-        let allocator = context.channel.allocator
         switch message.id {
         case FrontendMessageID.parse:
-            guard let (name, definition) = StatementNames.parse(message) else { return false }
-            if name.isEmpty {
+            guard let parse = ParseMessage(message) else { return false }
+            if parse.statement.isEmpty {
                 rememberUnnamedStatement(message)
                 return false
             }
-            let statement = PreparedStatement(definition: definition)
-            preparedStatements[name] = statement
+            let statement = PreparedStatement(definition: parse.definition)
+            preparedStatements[parse.statement] = statement
             if backend.preparedStatements.contains(statement.serverName) {
                 sendSynthesized(sequencer.sent(.parse, disposition: .synthesize(BackendMessageID.parseComplete)))
             } else {
                 prepare(statement, on: backend, disposition: .forward)
             }
         case FrontendMessageID.bind:
-            guard let bind = StatementNames.bind(message) else { return false }
+            guard let bind = BindMessage(message) else { return false }
             if bind.statement.isEmpty {
                 ensureUnnamedStatement(on: backend)
                 return false
@@ -641,9 +622,11 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             nextTag += 1
             boundStatements[tag] = statement.serverName
             sendSynthesized(sequencer.sent(.bind, tag: tag))
-            send(StatementNames.rewriteBind(bind, to: statement.serverName, allocator: allocator), to: backend)
+            send(composed(capacity: bind.rest.readableBytes + statement.serverName.utf8.count + bind.portal.utf8.count + 7) {
+                bind.encode(statement: statement.serverName, into: &$0)
+            }, to: backend)
         case FrontendMessageID.describe, FrontendMessageID.close:
-            guard let target = StatementNames.target(message), target.kind == UInt8(ascii: "S") else { return false }
+            guard let target = TargetMessage(message), target.kind == .statement else { return false }
             if target.name.isEmpty {
                 if message.id == FrontendMessageID.close { forgetUnnamedStatement() } else { ensureUnnamedStatement(on: backend) }
                 return false
@@ -656,7 +639,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             } else {
                 if !backend.preparedStatements.contains(statement.serverName) { prepare(statement, on: backend, disposition: .swallow) }
                 sendSynthesized(sequencer.sent(.describe))
-                send(StatementNames.rewriteTarget(id: message.id, kind: target.kind, to: statement.serverName, allocator: allocator), to: backend)
+                send(composed { TargetMessage(id: message.id, kind: .statement, name: statement.serverName).encode(into: &$0) }, to: backend)
             }
         default:
             return false
@@ -664,20 +647,29 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         return true
     }
 
+    /// Sends a Close of the server-side statement `name`, whose answer the client never sees.
+    func closeServerStatement(_ name: String, on backend: BackendConnection) {
+        sendSynthesized(sequencer.sent(.close, disposition: .swallow))
+        send(composed { TargetMessage(id: FrontendMessageID.close, kind: .statement, name: name).encode(into: &$0) }, to: backend)
+    }
+
+    /// A message Switchyard composes for a server.
+    func composed(capacity: Int = 64, _ write: (inout ByteBuffer) -> Void) -> ByteBuffer {
+        var buffer = context.channel.allocator.buffer(capacity: capacity)
+        write(&buffer)
+        return buffer
+    }
+
     /// Sends a Parse for `statement`, keeping the server's statement cache bounded.
     func prepare(_ statement: PreparedStatement, on backend: BackendConnection, disposition: ResponseSequencer.Disposition) {
-        let allocator = context.channel.allocator
         if backend.preparedStatements.count >= BackendConnection.preparedStatementLimit, !backend.preparedOrder.isEmpty {
             let oldest = backend.preparedOrder.removeFirst()
             backend.preparedStatements.remove(oldest)
-            _ = sequencer.sent(.close, disposition: .swallow)
-            send(StatementNames.rewriteTarget(id: FrontendMessageID.close, kind: UInt8(ascii: "S"), to: oldest, allocator: allocator), to: backend)
+            closeServerStatement(oldest, on: backend)
         }
         if backend.stalePreparedStatements.remove(statement.serverName) != nil {
             // Its plan went stale: drop the server's copy before preparing it again under the same name.
-            _ = sequencer.sent(.close, disposition: .swallow)
-            send(StatementNames.rewriteTarget(id: FrontendMessageID.close, kind: UInt8(ascii: "S"), to: statement.serverName,
-                                              allocator: allocator), to: backend)
+            closeServerStatement(statement.serverName, on: backend)
         }
         let tag = nextTag
         nextTag += 1
@@ -687,7 +679,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             unconfirmedPrepares[tag] = statement.serverName
         }
         sendSynthesized(sequencer.sent(.parse, disposition: disposition, tag: tag))
-        send(statement.parseMessage(allocator: allocator), to: backend)
+        send(statement.parseMessage(allocator: context.channel.allocator), to: backend)
     }
 
     /// Writes made-up answers (ParseComplete, CloseComplete) to the client.
@@ -735,8 +727,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// An ErrorResponse from the attached server, seen as it passes to the client. Returns whether it
     /// is FATAL or PANIC: the server closes next, and the client must get that error alone.
     @discardableResult
-    func serverErrorScanned(_ body: ByteBuffer) -> Bool {
-        guard let error = ErrorFields(decoding: body) else { return false }
+    func serverErrorScanned(_ error: ErrorFields?) -> Bool {
+        guard let error else { return false }
         if error.code == SQLState.featureNotSupported, error.message == "cached plan must not change result type" {
             // A shared server-side statement outlived DDL that changed its result: it must be prepared
             // anew (sequence() marks the statements this error failed), not fail for every client.
@@ -862,17 +854,14 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// Consumes the answer to injected synchronisation queries; returns the bytes after it, if any.
-    func consumeSynchronizationAnswer(_ buffer: ByteBuffer) -> ByteBuffer? {
+    func consumeSynchronizationAnswer(_ buffer: ByteBuffer) throws -> ByteBuffer? {
         synchronizationAnswer.writeImmutableBuffer(buffer)
-        while let (id, length) = synchronizationAnswer.peekFrameHeader(), length >= 4,
-              synchronizationAnswer.readableBytes >= Int(length) + 1 {
-            var body = synchronizationAnswer.readSlice(length: Int(length) + 1)!
-            body.moveReaderIndex(forwardBy: 5)
-            switch id {
+        while let message = try synchronizationAnswer.readWireMessage() {
+            switch message.id {
             case BackendMessageID.parameterStatus:
-                noteParameterStatus(body, clientSeesIt: false)
+                noteParameterStatus(message.body, clientSeesIt: false)
             case BackendMessageID.errorResponse:
-                synchronizationError = ErrorFields(decoding: body)
+                synchronizationError = ErrorFields(decoding: message.body)
             case BackendMessageID.readyForQuery:
                 swallowedReadyForQuery -= 1
                 guard swallowedReadyForQuery == 0 else { continue }
@@ -914,15 +903,15 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     func backendReceived(_ buffer: ByteBuffer) {
         pool?.traffic.bytesSent += buffer.readableBytes
         var buffer = buffer
-        if swallowedReadyForQuery > 0 {
-            guard let rest = consumeSynchronizationAnswer(buffer), rest.readableBytes > 0 else { return }
-            buffer = rest
-        }
-        if unit.holdingResponse { return holdResponse(buffer) }
         var forwardedUpTo = 0
         var splitAnswer = false
         let transactionMode = runtime.poolMode == .transaction
         do {
+            if swallowedReadyForQuery > 0 {
+                guard let rest = try consumeSynchronizationAnswer(buffer), rest.readableBytes > 0 else { return }
+                buffer = rest
+            }
+            if unit.holdingResponse { return try holdResponse(buffer) }
             try backendScanner.scan(buffer) { message in
                 var fatal = false
                 if message.id == BackendMessageID.readyForQuery {
@@ -930,7 +919,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                     queryFinished()
                 } else if let body = message.body {
                     if message.id == BackendMessageID.errorResponse {
-                        fatal = serverErrorScanned(body)
+                        fatal = serverErrorScanned(ErrorFields(decoding: body))
                     } else {
                         noteParameterStatus(body, clientSeesIt: true)
                     }
@@ -989,11 +978,11 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// A replica's first answer in an autocommit unit is held back until it shows rows or success:
     /// a 25006 (read-only transaction) means the classifier let a write through, and the statement
     /// is re-run on the primary before the client sees anything.
-    func holdResponse(_ buffer: ByteBuffer) {
+    func holdResponse(_ buffer: ByteBuffer) throws {
         if unit.held.readableBytes == 0 { unit.held = buffer } else { unit.held.writeImmutableBuffer(buffer) }
         var view = unit.held
         view.moveReaderIndex(forwardBy: unit.heldScanned)
-        while let (id, length) = view.peekFrameHeader(), length >= 4 {
+        while let (id, _) = view.peekFrameHeader() {
             // Rows may be huge: let them stream from their first byte rather than hold them whole. A
             // statement that completed has shown success too, and the client may be waiting for it
             // after a Flush, with no ReadyForQuery to come until it sends Sync.
@@ -1002,29 +991,24 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 || id == BackendMessageID.commandComplete || id == BackendMessageID.emptyQueryResponse
                 || id == BackendMessageID.portalSuspended
             if showsSuccess, !unit.readOnlyViolation { return releaseHeldResponse() }
-            guard view.readableBytes >= Int(length) + 1 else { return }
-            let message = view.readSlice(length: Int(length) + 1)!
-            if id == BackendMessageID.errorResponse {
-                serverErrorScanned(message.getSlice(at: message.readerIndex + 5, length: Int(length) - 4)!)
-            }
+            guard let message = try view.readWireMessage() else { return }
+            let error = id == BackendMessageID.errorResponse ? ErrorFields(decoding: message.body) : nil
+            serverErrorScanned(error)
             let (forward, synthesized) = sequence(id)
             if !forward || !synthesized.isEmpty {
                 // From here on the client gets something other than the bytes as held: start a copy.
                 unit.switchHeldOutputToCopy()
             }
-            unit.heldScanned += Int(length) + 1
-            if forward, !unit.heldOutputIsVerbatim { unit.heldOutput.writeImmutableBuffer(message) }
+            unit.heldScanned += message.bytes.readableBytes
+            if forward, !unit.heldOutputIsVerbatim { unit.heldOutput.writeImmutableBuffer(message.bytes) }
             sendSynthesized(synthesized)
             switch id {
             case BackendMessageID.errorResponse:
-                if let error = ErrorFields(decoding: message.getSlice(at: message.readerIndex + 5, length: Int(length) - 4)!),
-                   ReplicaRefusal(error) != nil {
-                    unit.readOnlyViolation = true
-                }
+                if let error, ReplicaRefusal(error) != nil { unit.readOnlyViolation = true }
             case BackendMessageID.parameterStatus:
-                noteParameterStatus(message.getSlice(at: message.readerIndex + 5, length: Int(length) - 4)!, clientSeesIt: true)
+                noteParameterStatus(message.body, clientSeesIt: true)
             case BackendMessageID.readyForQuery:
-                tracker.backendSentReadyForQuery(message.getInteger(at: message.readerIndex + 5, as: UInt8.self))
+                tracker.backendSentReadyForQuery(message.firstBodyByte)
                 return unit.readOnlyViolation ? retryOnPrimary() : releaseHeldResponse()
             default:
                 break

@@ -20,54 +20,7 @@ struct PreparedStatement {
     /// The Parse message that creates this statement on a server.
     func parseMessage(allocator: ByteBufferAllocator) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: serverName.utf8.count + definition.readableBytes + 7)
-        buffer.writeMessage(id: FrontendMessageID.parse) { body in
-            body.writeNullTerminatedString(serverName)
-            body.writeImmutableBuffer(definition)
-        }
-        return buffer
-    }
-}
-
-/// The statement names inside extended-protocol messages, read and rewritten.
-enum StatementNames {
-    /// Parse: the statement name and the rest of the body.
-    static func parse(_ message: WireMessage) -> (name: String, definition: ByteBuffer)? {
-        var body = message.body
-        guard let name = body.readNullTerminatedString() else { return nil }
-        return (name, body)
-    }
-
-    /// Bind: the portal name, the statement name and the rest (parameters, formats).
-    static func bind(_ message: WireMessage) -> (portal: String, statement: String, rest: ByteBuffer)? {
-        var body = message.body
-        guard let portal = body.readNullTerminatedString(), let statement = body.readNullTerminatedString() else { return nil }
-        return (portal, statement, body)
-    }
-
-    /// Describe and Close: the target kind (`S` statement or `P` portal) and its name.
-    static func target(_ message: WireMessage) -> (kind: UInt8, name: String)? {
-        var body = message.body
-        guard let kind = body.readInteger(as: UInt8.self), let name = body.readNullTerminatedString() else { return nil }
-        return (kind, name)
-    }
-
-    static func rewriteBind(_ bind: (portal: String, statement: String, rest: ByteBuffer), to serverName: String,
-                            allocator: ByteBufferAllocator) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: bind.rest.readableBytes + serverName.utf8.count + bind.portal.utf8.count + 7)
-        buffer.writeMessage(id: FrontendMessageID.bind) { body in
-            body.writeNullTerminatedString(bind.portal)
-            body.writeNullTerminatedString(serverName)
-            body.writeImmutableBuffer(bind.rest)
-        }
-        return buffer
-    }
-
-    static func rewriteTarget(id: UInt8, kind: UInt8, to name: String, allocator: ByteBufferAllocator) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: name.utf8.count + 7)
-        buffer.writeMessage(id: id) { body in
-            body.writeInteger(kind)
-            body.writeNullTerminatedString(name)
-        }
+        ParseMessage.encode(statement: serverName, definition: definition, into: &buffer)
         return buffer
     }
 }
