@@ -94,25 +94,19 @@ public final class AdminConsole: Sendable {
             if let server { scope.servers.insert(server) } else { scope.everything = true }
         }
         await runtime.broadcastPause(state)
-        let deadline = ContinuousClock.now + runtime.configuration.pauseTimeout
-        while true {
-            let current = runtime.pause
-            let stillPaused = server.map { current.covers($0) } ?? current.everything
-            guard stillPaused else {
-                throw ErrorFields(severity: .error, code: SQLState.queryCanceled, message: "PAUSE of \(what) was cancelled by RESUME")
+        switch await runtime.waitUntilQuiet(target, within: runtime.configuration.pauseTimeout) {
+        case .quiet:
+            break
+        case .withdrawn:
+            throw ErrorFields(severity: .error, code: SQLState.queryCanceled, message: "PAUSE of \(what) was cancelled by RESUME")
+        case .timedOut(let busy):
+            let after = runtime.updatePause { scope in
+                if let server { scope.servers.remove(server) } else { scope.everything = false }
             }
-            let busy = await runtime.busyConnections(in: target)
-            if busy == 0 { break }
-            if ContinuousClock.now >= deadline {
-                let after = runtime.updatePause { scope in
-                    if let server { scope.servers.remove(server) } else { scope.everything = false }
-                }
-                await runtime.broadcastPause(after)
-                throw ErrorFields(severity: .error, code: SQLState.queryCanceled,
-                                  message: "PAUSE of \(what) timed out after \(runtime.configuration.pauseTimeout): \(busy) transaction\(busy == 1 ? "" : "s") still running; traffic was resumed",
-                                  hint: "Raise pause_timeout, or look for long or idle-in-transaction clients (SHOW CLIENTS).")
-            }
-            try? await Task.sleep(for: .milliseconds(10))
+            await runtime.broadcastPause(after)
+            throw ErrorFields(severity: .error, code: SQLState.queryCanceled,
+                              message: "PAUSE of \(what) timed out after \(runtime.configuration.pauseTimeout): \(busy) transaction\(busy == 1 ? "" : "s") still running; traffic was resumed",
+                              hint: "Raise pause_timeout, or look for long or idle-in-transaction clients (SHOW CLIENTS).")
         }
         return AdminResult(messages: ["\(what) paused: running transactions finished, new ones wait for RESUME"])
     }

@@ -19,6 +19,12 @@ protocol PoolWaiter: AnyObject {
     func leaseFailed(_ error: ErrorFields)
 }
 
+/// Told when a pool's work ends (a lease returned or lost, a queued client gone), so operations
+/// waiting for quiet need not poll. The loop's shard; held weakly.
+protocol PoolActivityObserver: AnyObject {
+    func poolWorkEnded()
+}
+
 /// Settings every pool of a loop shares; RELOAD replaces them.
 struct PoolSettings: Sendable {
     var maximumConnectionsPerLoop: Int
@@ -52,6 +58,7 @@ final class ConnectionPool {
     var traffic = PoolTraffic()
     private var publishedTraffic = PoolTraffic()
     let metrics: ServerMetrics
+    weak var activityObserver: PoolActivityObserver?
 
     init(key: PoolKey, server: ServerDefinition, credentials: BackendStartupStateMachine.Credentials,
          settings: PoolSettings, metrics: ServerMetrics, eventLoop: EventLoop, logger: Logger) {
@@ -149,6 +156,7 @@ final class ConnectionPool {
         guard let entry = waiters.removeValue(forKey: id) else { return }
         entry.timeout?.cancel()
         machine.waiterCancelled(id)
+        activityObserver?.poolWorkEnded()
     }
 
     /// Takes a connection back. `resetQuery` runs first, for session pooling.
@@ -156,15 +164,20 @@ final class ConnectionPool {
         eventLoop.assertInEventLoop()
         connection.detach()
         if isRetired { return discard(connection) }
-        guard let resetQuery else { return run(machine.connectionReleased(connection.id, now: .now)) }
+        guard let resetQuery else { return connectionReleased(connection) }
         connection.reset(with: resetQuery).whenComplete { [self] result in
             switch result {
-            case .success: run(machine.connectionReleased(connection.id, now: .now))
+            case .success: connectionReleased(connection)
             case .failure(let error):
                 logger.warning("discarding server connection after failed reset", metadata: ["server": "\(server.name)", "error": "\(error)"])
                 discard(connection)
             }
         }
+    }
+
+    private func connectionReleased(_ connection: BackendConnection) {
+        run(machine.connectionReleased(connection.id, now: .now))
+        activityObserver?.poolWorkEnded()
     }
 
     /// Closes a connection that must not be reused (its client left mid-transaction, say).
@@ -229,6 +242,7 @@ final class ConnectionPool {
                                                         message: "could not connect to server \"\(server.name)\"")
             }
             entry.waiter.leaseFailed(error)
+            activityObserver?.poolWorkEnded()
         case .closeConnection(let id):
             connections[id]?.close()
         }
@@ -280,5 +294,6 @@ final class ConnectionPool {
     private func connectionClosed(_ id: Int) {
         guard connections.removeValue(forKey: id) != nil else { return }
         run(machine.connectionClosed(id))
+        activityObserver?.poolWorkEnded()
     }
 }

@@ -5,7 +5,7 @@ import PostgresWire
 /// Everything one event loop owns: its pools and its client sessions. Clients and the backends
 /// serving them share a loop, so the relay needs no locks; the price is that a client waits for
 /// a backend of its own loop's share of `pool_size`.
-final class PoolShard: @unchecked Sendable {
+final class PoolShard: PoolActivityObserver, @unchecked Sendable {
     // @unchecked: all state is touched only on `eventLoop`, asserted below.
     let eventLoop: EventLoop
     /// This loop's copy of the configuration in force: sessions read it without a lock; RELOAD replaces it.
@@ -29,6 +29,8 @@ final class PoolShard: @unchecked Sendable {
     /// What PAUSE holds, and the sessions it holds (in arrival order, released in that order).
     private(set) var pause = PauseScope()
     private var held: [ClientSession] = []
+    /// PAUSE waiting for the work it covers to end on this loop.
+    private var quietWaits = QuietWaits<EventLoopPromise<QuietWaitOutcome>>()
 
     private let metrics: ProxyMetrics
 
@@ -54,6 +56,7 @@ final class PoolShard: @unchecked Sendable {
             passThrough: identity.serverPassThrough)
         let pool = ConnectionPool(key: key, server: server, credentials: credentials, settings: settings,
                                   metrics: metrics.server(server), eventLoop: eventLoop, logger: logger)
+        pool.activityObserver = self
         pools[key] = pool
         return pool
     }
@@ -136,13 +139,36 @@ final class PoolShard: @unchecked Sendable {
         // Sessions retry in arrival order; one that still wants a paused server comes back to `held`.
         let waiting = held
         held.removeAll()
+        for promise in quietWaits.pauseChanged(to: scope) { promise.succeed(.withdrawn) }
         for session in waiting { session.pauseLifted() }
     }
 
-    /// Connections running transactions on servers `scope` covers: PAUSE waits for these to finish.
+    /// Connections running work on servers `scope` covers, and clients queued for one (they got in
+    /// before the pause, so they run): PAUSE waits for these to finish.
     func busyConnections(in scope: PauseScope) -> Int {
         eventLoop.assertInEventLoop()
-        return pools.values.reduce(0) { $0 + (scope.covers($1.server.name) ? $1.leasedCount : 0) }
+        return pools.values.reduce(0) { $0 + (scope.covers($1.server.name) ? $1.leasedCount + $1.waiterCount : 0) }
+    }
+
+    /// Completes when nothing on this loop runs for `scope` (pushed by the pools as work ends, no
+    /// polling), when the pause is withdrawn, or at `deadline`.
+    func whenQuiet(_ scope: PauseScope, deadline: NIODeadline) -> EventLoopFuture<QuietWaitOutcome> {
+        eventLoop.assertInEventLoop()
+        guard busyConnections(in: scope) > 0 else { return eventLoop.makeSucceededFuture(.quiet) }
+        let promise = eventLoop.makePromise(of: QuietWaitOutcome.self)
+        let id = quietWaits.add(scope, promise)
+        let timer = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            guard let wait = quietWaits.deadlinePassed(id) else { return }
+            wait.waiter.succeed(.timedOut(busy: busyConnections(in: wait.scope)))
+        }
+        promise.futureResult.whenComplete { _ in timer.cancel() }
+        return promise.futureResult
+    }
+
+    /// A pool's lease ended or a queued client left: PAUSE may be waiting for that.
+    func poolWorkEnded() {
+        guard !quietWaits.isEmpty else { return }
+        for promise in quietWaits.workEnded(busy: busyConnections(in:)) { promise.succeed(.quiet) }
     }
 
     // MARK: Operator actions and snapshots
@@ -210,15 +236,6 @@ final class PoolShard: @unchecked Sendable {
         for session in sessions.values { session.forceClose() }
         for pool in pools.values { pool.shutdown() }
     }
-}
-
-/// What PAUSE covers: everything, or some servers.
-struct PauseScope: Sendable, Equatable {
-    var everything = false
-    var servers: Set<String> = []
-
-    func covers(_ server: String) -> Bool { everything || servers.contains(server) }
-    var isEmpty: Bool { !everything && servers.isEmpty }
 }
 
 /// One pool's state, as SHOW POOLS and /metrics see it.

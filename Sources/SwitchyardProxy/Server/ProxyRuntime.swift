@@ -145,13 +145,21 @@ final class ProxyRuntime: Sendable {
         }
     }
 
-    /// Server connections running transactions on servers `scope` covers, over all loops.
-    func busyConnections(in scope: PauseScope) async -> Int {
+    /// Waits until no loop runs work for `scope`: each loop's pools push the end of their work,
+    /// nothing polls. Ends early when the pause is withdrawn; on timeout, says how many are busy.
+    func waitUntilQuiet(_ scope: PauseScope, within timeout: Duration) async -> QuietWaitOutcome {
+        let deadline = NIODeadline.now() + TimeAmount(timeout)
         var busy = 0
         for shard in allShards {
-            busy += (try? await shard.eventLoop.submit { shard.busyConnections(in: scope) }.get()) ?? 0
+            let outcome = try? await shard.eventLoop.flatSubmit { shard.whenQuiet(scope, deadline: deadline) }.get()
+            switch outcome ?? .quiet {
+            case .quiet: continue
+            case .withdrawn: return .withdrawn
+            case .timedOut(let count): busy += count
+            }
         }
-        return busy
+        // Loops asked after the deadline answer at once, with their own count.
+        return busy > 0 ? .timedOut(busy: busy) : .quiet
     }
 
     var isDraining: Bool { draining.load(ordering: .relaxed) }
