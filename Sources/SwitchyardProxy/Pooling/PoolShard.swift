@@ -23,8 +23,9 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
     private var classifier = StatementClassifier()
     /// Classifications by statement text: apps repeat the same few hundred statements.
     private var classifications: [ByteBuffer: StatementClassification] = [:]
+    /// Hashes of statements seen once, not yet worth a copy in `classifications`.
+    private var sightedOnce: Set<Int> = []
     static let classificationCacheLimit = 10_000
-    static let cachedStatementLength = 256
 
     /// What PAUSE holds, and the sessions it holds (in arrival order, released in that order).
     private(set) var pause = PauseScope()
@@ -80,13 +81,14 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
 
     /// Classifies statement text, from the cache when it was seen before.
     func classify(_ sql: ByteBuffer) -> StatementClassification {
-        // Short statements classify faster than a hash, copy and insert would cost (and often carry
-        // literals that never repeat): only long ones are worth remembering.
-        guard sql.readableBytes >= Self.cachedStatementLength else {
-            return sql.withUnsafeReadableBytes { classifier.classify($0) }
-        }
         if let known = classifications[sql] { return known }
         let classification = sql.withUnsafeReadableBytes { classifier.classify($0) }
+        // Admitted on its second sighting: text whose literals never repeat (pgbench -M simple, say)
+        // costs a hash here, never a copy and an insert.
+        guard !sightedOnce.insert(sql.hashValue).inserted else {
+            if sightedOnce.count >= Self.classificationCacheLimit * 4 { sightedOnce.removeAll(keepingCapacity: true) }
+            return classification
+        }
         if classifications.count >= Self.classificationCacheLimit { classifications.removeAll(keepingCapacity: true) }
         // Copy the key: a slice would pin the whole receive buffer it came from.
         classifications[ByteBuffer(bytes: sql.readableBytesView)] = classification
@@ -98,6 +100,7 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
         eventLoop.assertInEventLoop()
         self.classifier = classifier
         classifications.removeAll()
+        sightedOnce.removeAll()
     }
 
     func updateEligibleReplicas(_ replicas: [ServerDefinition]) {

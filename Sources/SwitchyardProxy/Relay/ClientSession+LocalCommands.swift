@@ -6,8 +6,8 @@ import PostgresWire
 extension ClientSession {
     /// A ``LocalCommand`` (`SET`/`SHOW switchyard.route`, DEALLOCATE of the client's statements) sent
     /// alone as a simple Query is answered by Switchyard itself.
-    func answerLocally(_ query: WireMessage) -> Bool {
-        guard Self.mayBeLocalCommand(query.body), let classification = classify(query),
+    func answerLocally(_ query: inout ClientRequest) -> Bool {
+        guard Self.mayBeLocalCommand(query.message.body), let classification = query.classification(by: shard),
               let command = localCommand(classification) else { return false }
         let status = backend == nil ? TransactionStatus.idle : tracker.status
         perform(command)
@@ -53,11 +53,12 @@ extension ClientSession {
 
     /// A Parse of a local command (or a Bind of one prepared earlier) opens a batch that Switchyard
     /// answers message by message, as Postgres would, up to the Sync.
-    func startLocalBatch(_ message: WireMessage) -> Bool {
+    func startLocalBatch(_ request: inout ClientRequest) -> Bool {
+        let message = request.message
         switch message.id {
         case FrontendMessageID.parse:
             guard let text = message.statementText, Self.mayBeLocalCommand(text),
-                  let classification = classify(message), let command = localCommand(classification),
+                  let classification = request.classification(by: shard), let command = localCommand(classification),
                   let parse = ParseMessage(message) else { return false }
             if !parse.statement.isEmpty { localStatements[parse.statement] = command }
             localBatch = command

@@ -7,10 +7,10 @@ import PostgresWire
 extension ClientSession {
     /// The database a DROP DATABASE, ALTER DATABASE ... RENAME or CREATE DATABASE ... TEMPLATE
     /// names, when `message` carries one. Cheap for everything else (a first-word check).
-    func databaseDDLTarget(_ message: WireMessage) -> String? {
-        guard message.id == FrontendMessageID.query || message.id == FrontendMessageID.parse,
-              let text = message.statementText, SessionEffect.mayBeginDatabaseDDL(text),
-              case .databaseDDL(let database)? = classify(message)?.sessionEffect else { return nil }
+    func databaseDDLTarget(_ request: inout ClientRequest) -> String? {
+        guard request.id == FrontendMessageID.query || request.id == FrontendMessageID.parse,
+              let text = request.message.statementText, SessionEffect.mayBeginDatabaseDDL(text),
+              case .databaseDDL(let database)? = request.classification(by: shard)?.sessionEffect else { return nil }
         return database
     }
 
@@ -41,7 +41,7 @@ extension ClientSession {
     /// up to the client's Sync; ``backendReadComplete()`` does that.
     func endReplicaBatchEarlyIfBlocked(_ backend: BackendConnection) {
         guard runtime.poolMode == .transaction, unit.role == .replica, !unit.explicitTransaction, !unit.endedEarly,
-              tracker.extendedBatchOpen, let first = pending.first, !canForward(first) else { return }
+              tracker.extendedBatchOpen, !pending.isEmpty, !canForward(&pending[pending.startIndex]) else { return }
         unit.endedEarly = true
         tracker.clientSent(FrontendMessageID.sync)
         sendSynthesized(sequencer.sent(.sync, disposition: .swallow))

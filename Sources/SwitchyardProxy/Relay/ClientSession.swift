@@ -46,7 +46,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Bytes that arrived before login completed, replayed into the relay afterwards.
     var pendingClientBytes: [ByteBuffer] = []
     /// Client messages not yet sent to a server: waiting for a lease, or for the current unit to end.
-    var pending: Deque<WireMessage> = []
+    var pending: Deque<ClientRequest> = []
     var inbound: ClientMessageStream
     var tracker = TransactionTracker()
     var backendScanner: MessageBoundaryScanner
@@ -440,28 +440,29 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             return
         }
         if localBatch != nil, answerLocallyInBatch(message) { return }
+        var request = ClientRequest(message)
         let idleBetweenUnits = pending.isEmpty && waitID == nil && (backend == nil || tracker.isIdle)
-        if idleBetweenUnits, message.id == FrontendMessageID.query, answerLocally(message) { return }
-        if idleBetweenUnits, startLocalBatch(message) { return }
-        if pending.isEmpty, waitID == nil, !closingIdleConnections, let database = databaseDDLTarget(message) {
-            pending.append(message)
+        if idleBetweenUnits, message.id == FrontendMessageID.query, answerLocally(&request) { return }
+        if idleBetweenUnits, startLocalBatch(&request) { return }
+        if pending.isEmpty, waitID == nil, !closingIdleConnections, let database = databaseDDLTarget(&request) {
+            pending.append(request)
             return closeIdleConnections(to: database)
         }
         if backend == nil, pending.isEmpty, waitID == nil, !closingIdleConnections {
-            pending.append(message)
+            pending.append(request)
             return startUnit()
         }
-        if let backend, pending.isEmpty, !closingIdleConnections, canForward(message) {
-            forward(message, to: backend)
+        if let backend, pending.isEmpty, !closingIdleConnections, canForward(&request) {
+            forward(&request, to: backend)
         } else {
-            pending.append(message)
+            pending.append(request)
             if let backend { endReplicaBatchEarlyIfBlocked(backend) }
         }
     }
 
     /// Routes the unit that starts with `pending.first` and leases a server for it.
     func startUnit(target forced: RoutePlanner.Target? = nil, excluding excluded: String? = nil) {
-        guard let identity, let first = pending.first, !closingIdleConnections else { return }
+        guard let identity, !pending.isEmpty, !closingIdleConnections else { return }
         if runtime.isDraining {
             return fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
                                     message: "terminating connection because Switchyard is shutting down"))
@@ -469,12 +470,12 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         var target = forced ?? .primary
         // Postgres reports default_transaction_read_only, so the client's view of it is always current.
         if let readOnly = clientParameters["default_transaction_read_only"] { planner.sessionReadOnly = readOnly == "on" }
-        let classification = runtime.poolMode == .transaction ? routingClass(of: first) : nil
+        let classification = runtime.poolMode == .transaction ? routingClass(of: &pending[pending.startIndex]) : nil
         if forced == nil, let classification {
             target = planner.target(for: classification)
         }
         if target == .primary, shard.topology.primaryState == .inRecovery,
-           classification.map({ $0.route == .primary && $0.transactionControl == nil }) ?? (first.id == FrontendMessageID.query) {
+           classification.map({ $0.route == .primary && $0.transactionControl == nil }) ?? (pending[pending.startIndex].id == FrontendMessageID.query) {
             // The server in the primary role is a standby: say so, rather than let Postgres answer 25006.
             let primary = shard.topology.primary.name
             return refusePending(ErrorFields(
@@ -500,32 +501,28 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     /// The classification that routes a unit starting with `message`, if it carries or names a statement.
-    func routingClass(of message: WireMessage) -> StatementClassification? {
-        switch message.id {
+    func routingClass(of request: inout ClientRequest) -> StatementClassification? {
+        switch request.id {
         case FrontendMessageID.query, FrontendMessageID.parse:
-            return classify(message)
+            return request.classification(by: shard)
         case FrontendMessageID.bind:
-            guard let bind = BindMessage(message) else { return nil }
+            guard let bind = BindMessage(request.message) else { return nil }
             return bind.statement.isEmpty ? unnamedStatementClass : statementClasses[bind.statement]
         default:
             return nil
         }
     }
 
-    /// Classifies the SQL text of a Query or Parse message.
-    func classify(_ message: WireMessage) -> StatementClassification? {
-        message.statementText.map { shard.classify($0) }
-    }
-
     /// Whether `message` may go to the attached server, or must wait for the unit to end because
     /// it needs the primary while a replica is attached (pipelined autocommit statements).
-    func canForward(_ message: WireMessage) -> Bool {
+    func canForward(_ request: inout ClientRequest) -> Bool {
         guard unit.role == .replica, !unit.explicitTransaction, runtime.poolMode == .transaction,
-              let classification = routingClass(of: message) else { return true }
+              let classification = routingClass(of: &request) else { return true }
         return planner.target(for: classification) == .replica
     }
 
-    func forward(_ message: WireMessage, to backend: BackendConnection) {
+    func forward(_ request: inout ClientRequest, to backend: BackendConnection) {
+        let message = request.message
         tracker.clientSent(message.id)
         noteRequestStarted()
         let transactionMode = runtime.poolMode == .transaction
@@ -540,7 +537,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             // A simple Query destroys the unnamed statement (Postgres does so on its server).
             forgetUnnamedStatement()
         }
-        if needsClass, let classification = classify(message) {
+        if needsClass, let classification = request.classification(by: shard) {
             if case .begin? = classification.transactionControl { unit.explicitTransaction = true }
             planner.observe(classification)
             if let parse = ParseMessage(message) {
@@ -741,9 +738,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     func drainPending() {
         guard let backend else { return }
         guard !closingIdleConnections else { return }
-        while let message = pending.first, canForward(message) {
-            pending.removeFirst()
-            forward(message, to: backend)
+        while !pending.isEmpty, canForward(&pending[pending.startIndex]) {
+            var request = pending.removeFirst()
+            forward(&request, to: backend)
         }
         if !pending.isEmpty { endReplicaBatchEarlyIfBlocked(backend) }
         flushVerbatim(wholeRead: nil)
@@ -754,8 +751,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// After an error in a replica's part of a pipeline (ended early), Postgres would skip the
     /// client's messages up to its Sync and answer that Sync: so does this, for the pending ones.
     func skipPendingToSync() {
-        while let message = pending.popFirst() {
-            if message.id == FrontendMessageID.sync {
+        while let request = pending.popFirst() {
+            if request.id == FrontendMessageID.sync {
                 writeToClient { BackendMessage.readyForQuery(.idle, into: &$0) }
                 return resumeHeldRead()
             }
@@ -769,8 +766,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     func refusePending(_ error: ErrorFields) {
         logger.warning("refusing statement", metadata: ["error": "\(error)"])
         var skipping = false
-        while let message = pending.popFirst() {
-            switch message.id {
+        while let request = pending.popFirst() {
+            switch request.id {
             case FrontendMessageID.query:
                 writeToClient { error.encode(into: &$0); BackendMessage.readyForQuery(.idle, into: &$0) }
             case FrontendMessageID.sync:
@@ -1053,7 +1050,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             self.backend = nil
             if serverIsClean { pool?.release(backend, resetQuery: nil) } else { pool?.discard(backend) }
         }
-        for message in resend.reversed() { pending.prepend(message) }
+        for message in resend.reversed() { pending.prepend(ClientRequest(message)) }
         startUnit(target: target, excluding: excluded)
     }
 
