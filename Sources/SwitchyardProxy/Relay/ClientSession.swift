@@ -421,7 +421,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Whether a large message of type `id` may be streamed to the attached server unread:
     /// only when nothing waits before it and routing, retries and statement names don't need it.
     func mayStream(_ id: UInt8) -> Bool {
-        guard backend != nil, pending.isEmpty, !unit.retainForRetry, !discardingUntilSync else { return false }
+        guard backend != nil, pending.isEmpty, !unit.hold.isHolding, !discardingUntilSync else { return false }
         if runtime.poolMode == .session { return id != FrontendMessageID.terminate }
         switch id {
         case FrontendMessageID.copyData: return true
@@ -496,7 +496,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             chosen = shard.pool(for: identity, target: .primary)
         }
         let pool = chosen!
-        unit = UnitOfWork(role: pool.server.role, retainForRetry: target == .replica && tracker.status == .idle)
+        unit = UnitOfWork(role: pool.server.role, holdsAnswer: target == .replica && tracker.status == .idle)
         lease(from: pool)
     }
 
@@ -547,7 +547,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         } else if message.id == FrontendMessageID.close, let target = TargetMessage(message), target.kind == .statement {
             statementClasses[target.name] = nil
         }
-        if unit.retainForRetry { unit.sent.append(message) }
+        if unit.hold.isHolding { unit.sent.append(message) }
         guard runtime.poolMode == .transaction else { return sendVerbatim(message, to: backend) }
         if forwardRewritingStatementNames(message, to: backend) { return }
         if let request = ResponseSequencer.Request(frontendID: message.id) { sendSynthesized(sequencer.sent(request)) }
@@ -684,12 +684,10 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         guard !ids.isEmpty else { return }
         var buffer = context.channel.allocator.buffer(capacity: ids.count * 5)
         for id in ids { buffer.writeMessage(id: id) { _ in } }
-        if unit.holdingResponse {
-            // The client now gets more than the bytes held: from here on the held output is a copy
-            // (releasing "verbatim" would drop this made-up answer, e.g. the ParseComplete of an
-            // absorbed Parse, and leave the client with a lone ReadyForQuery).
-            unit.switchHeldOutputToCopy()
-            unit.heldOutput.writeImmutableBuffer(buffer)
+        if unit.hold.isHolding {
+            // The client now gets more than the bytes held (releasing only those would drop this made-up
+            // answer, e.g. the ParseComplete of an absorbed Parse, and leave it a lone ReadyForQuery).
+            unit.hold.madeUpAnswersAdded(ids)
         } else {
             context.write(wrapOutboundOut(buffer), promise: nil)
         }
@@ -908,7 +906,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 guard let rest = try consumeSynchronizationAnswer(buffer), rest.readableBytes > 0 else { return }
                 buffer = rest
             }
-            if unit.holdingResponse { return try holdResponse(buffer) }
+            if unit.hold.isHolding { return try holdResponse(buffer) }
             try backendScanner.scan(buffer) { message in
                 var fatal = false
                 if message.id == BackendMessageID.readyForQuery {
@@ -972,58 +970,31 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
     }
 
-    /// A replica's first answer in an autocommit unit is held back until it shows rows or success:
-    /// a 25006 (read-only transaction) means the classifier let a write through, and the statement
-    /// is re-run on the primary before the client sees anything.
+    /// A replica's first answer in an autocommit unit is held back (``HeldAnswer``); each held message
+    /// is judged here as it would be on its way through.
     func holdResponse(_ buffer: ByteBuffer) throws {
-        if unit.held.readableBytes == 0 { unit.held = buffer } else { unit.held.writeImmutableBuffer(buffer) }
-        var view = unit.held
-        view.moveReaderIndex(forwardBy: unit.heldScanned)
-        while let (id, _) = view.peekFrameHeader() {
-            // Rows may be huge: let them stream from their first byte rather than hold them whole. A
-            // statement that completed has shown success too, and the client may be waiting for it
-            // after a Flush, with no ReadyForQuery to come until it sends Sync.
-            let showsSuccess = id == BackendMessageID.dataRow || id == BackendMessageID.copyOutResponse
-                || id == BackendMessageID.copyInResponse || id == BackendMessageID.copyBothResponse
-                || id == BackendMessageID.commandComplete || id == BackendMessageID.emptyQueryResponse
-                || id == BackendMessageID.portalSuspended
-            if showsSuccess, !unit.readOnlyViolation { return releaseHeldResponse() }
-            guard let message = try view.readWireMessage() else { return }
-            let error = id == BackendMessageID.errorResponse ? ErrorFields(decoding: message.body) : nil
-            serverErrorScanned(error)
-            let (forward, synthesized) = sequence(id)
-            if !forward || !synthesized.isEmpty {
-                // From here on the client gets something other than the bytes as held: start a copy.
-                unit.switchHeldOutputToCopy()
-            }
-            unit.heldScanned += message.bytes.readableBytes
-            if forward, !unit.heldOutputIsVerbatim { unit.heldOutput.writeImmutableBuffer(message.bytes) }
-            sendSynthesized(synthesized)
-            switch id {
-            case BackendMessageID.errorResponse:
-                if let error, ReplicaRefusal(error) != nil { unit.readOnlyViolation = true }
-            case BackendMessageID.parameterStatus:
-                noteParameterStatus(message.body, clientSeesIt: true)
-            case BackendMessageID.readyForQuery:
-                tracker.backendSentReadyForQuery(message.firstBodyByte)
-                return unit.readOnlyViolation ? retryOnPrimary() : releaseHeldResponse()
-            default:
-                break
-            }
+        // Taken out of `unit` for the call: the judge reads `unit` (through sequence()), which must not
+        // overlap a mutation of it. The hold is this session's only reference, so appending copies nothing.
+        var hold = unit.hold
+        unit.hold = HeldAnswer(holding: false)
+        let decision = try hold.bytesRead(buffer) { message in
+            let body = message.body
+            if message.id == BackendMessageID.errorResponse { serverErrorScanned(ErrorFields(decoding: body)) }
+            let (forward, synthesized) = sequence(message.id)
+            if message.id == BackendMessageID.parameterStatus { noteParameterStatus(body, clientSeesIt: true) }
+            if message.id == BackendMessageID.readyForQuery { tracker.backendSentReadyForQuery(message.firstBodyByte) }
+            return HeldAnswer.Verdict(forward: forward, madeUp: synthesized)
         }
-    }
-
-    /// Stops holding: what was held goes to the client, the rest streams through.
-    func releaseHeldResponse() {
-        let held = unit.held, scanned = unit.heldScanned, output = unit.heldOutput, verbatim = unit.heldOutputIsVerbatim
-        unit.stopRetaining()
-        if verbatim {
-            if scanned > 0 { context.write(wrapOutboundOut(held.getSlice(at: held.readerIndex, length: scanned)!), promise: nil) }
-        } else if output.readableBytes > 0 {
-            context.write(wrapOutboundOut(output), promise: nil)
+        switch decision {
+        case .wait:
+            unit.hold = hold
+        case .rerun:
+            retryOnPrimary()
+        case .release(let toClient, let rest):
+            unit.sent.removeAll()
+            if let toClient { context.write(wrapOutboundOut(toClient), promise: nil) }
+            if rest.readableBytes > 0 { backendReceived(rest) }
         }
-        let rest = held.getSlice(at: held.readerIndex + scanned, length: held.readableBytes - scanned)!
-        if rest.readableBytes > 0 { backendReceived(rest) }
     }
 
     func retryOnPrimary() {
@@ -1037,7 +1008,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         let resend = unit.sent
         // The server may still owe answers to pipelined requests, which are re-sent too: reuse it only if not.
         let serverIsClean = tracker.awaitedReadyForQuery == 0 && !tracker.extendedBatchOpen
-            && unit.held.readableBytes == unit.heldScanned
+            && !unit.hold.hasUnjudgedBytes
         unit = UnitOfWork()
         tracker = TransactionTracker()
         sequencer = ResponseSequencer()
@@ -1056,7 +1027,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func backendReadComplete() {
         context.flush()
-        guard let backend, case .relaying = phase, !unit.holdingResponse, swallowedReadyForQuery == 0,
+        guard let backend, case .relaying = phase, !unit.hold.isHolding, swallowedReadyForQuery == 0,
               tracker.awaitedReadyForQuery == 0, !tracker.extendedBatchOpen, backendScanner.isAtMessageBoundary else { return }
         if tracker.status == .idle {
             if let started = transactionStartedAt {
@@ -1091,7 +1062,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     func backendClosed(_ connection: BackendConnection) {
         guard connection === backend else { return }
         backend = nil
-        if unit.holdingResponse, unit.retries < 2 {
+        if unit.hold.isHolding, unit.retries < 2 {
             // Nothing of the answer reached the client yet: run it on another replica or the primary.
             logger.warning("server \"\(connection.server.name)\" failed before answering; retrying the read elsewhere")
             unit.retries += 1
@@ -1188,7 +1159,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func returnOrDiscard(_ connection: BackendConnection) {
         guard let pool else { return connection.close() }
-        if tracker.isIdle, !unit.holdingResponse, swallowedReadyForQuery == 0, backendScanner.isAtMessageBoundary,
+        if tracker.isIdle, !unit.hold.isHolding, swallowedReadyForQuery == 0, backendScanner.isAtMessageBoundary,
            !(runtime.poolMode == .session && shard.configuration.serverResetMode == .close), !pin.isPinned {
             let reset = runtime.poolMode == .session ? shard.configuration.serverResetQuery : nil
             pool.release(connection, resetQuery: reset)
@@ -1235,39 +1206,12 @@ struct UnitOfWork {
     var unnamedStatementSent = false
     /// Messages sent so far, kept while the answer is held so the unit can be re-run.
     var sent: [WireMessage] = []
-    /// True while the server's answer is held back (replica autocommit reads, until rows arrive).
-    private(set) var holdingResponse: Bool
-    var retainForRetry: Bool { holdingResponse }
-    /// Shared empty storage: a unit that never holds anything allocates nothing (writes copy on write).
-    static let noBytes = ByteBuffer()
-    var held = UnitOfWork.noBytes
-    var heldScanned = 0
-    /// What the client will get of the held answer, once it differs from the bytes held
-    /// (injected requests' answers cut out, made-up ones added); until then nothing is copied.
-    var heldOutput = UnitOfWork.noBytes
-    var heldOutputIsVerbatim = true
-    var readOnlyViolation = false
+    /// The replica's answer, held until it shows success (autocommit replica reads only).
+    var hold: HeldAnswer
     var retries = 0
 
-    init(role: ServerRole? = nil, retainForRetry: Bool = false) {
+    init(role: ServerRole? = nil, holdsAnswer: Bool = false) {
         self.role = role
-        self.holdingResponse = retainForRetry
-    }
-
-    /// The client will get something other than the bytes held (an answer cut out or made up):
-    /// start the copy of what it gets, from what was scanned so far.
-    mutating func switchHeldOutputToCopy() {
-        guard heldOutputIsVerbatim else { return }
-        if heldScanned > 0 { heldOutput.writeImmutableBuffer(held.getSlice(at: held.readerIndex, length: heldScanned)!) }
-        heldOutputIsVerbatim = false
-    }
-
-    mutating func stopRetaining() {
-        holdingResponse = false
-        sent.removeAll()
-        held = UnitOfWork.noBytes
-        heldScanned = 0
-        heldOutput = UnitOfWork.noBytes
-        heldOutputIsVerbatim = true
+        self.hold = HeldAnswer(holding: holdsAnswer)
     }
 }
