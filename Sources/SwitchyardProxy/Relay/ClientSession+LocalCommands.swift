@@ -61,12 +61,12 @@ extension ClientSession {
                   let classification = request.classification(by: shard), let command = localCommand(classification),
                   let parse = ParseMessage(message) else { return false }
             if !parse.statement.isEmpty { localStatements[parse.statement] = command }
-            localBatch = command
+            batch = .local(command)
             writeToClient { $0.writeMessage(id: BackendMessageID.parseComplete) { _ in } }
             return true
         case FrontendMessageID.bind:
             guard !localStatements.isEmpty, let bind = BindMessage(message), let command = localStatements[bind.statement] else { return false }
-            localBatch = command
+            batch = .local(command)
             writeToClient { $0.writeMessage(id: BackendMessageID.bindComplete) { _ in } }
             return true
         default:
@@ -81,8 +81,7 @@ extension ClientSession {
     }
 
     /// Answers one message of a local batch; false hands it back to the normal path (a new statement).
-    func answerLocallyInBatch(_ message: WireMessage) -> Bool {
-        guard let command = localBatch else { return false }
+    func answerLocallyInBatch(_ message: WireMessage, _ command: LocalCommand) -> Bool {
         switch message.id {
         case FrontendMessageID.bind:
             writeToClient { $0.writeMessage(id: BackendMessageID.bindComplete) { _ in } }
@@ -109,11 +108,11 @@ extension ClientSession {
         case FrontendMessageID.flush:
             break
         case FrontendMessageID.sync:
-            localBatch = nil
+            batch = .relayed
             let status = backend == nil ? TransactionStatus.idle : tracker.status
             writeToClient { BackendMessage.readyForQuery(status, into: &$0) }
         default:
-            localBatch = nil
+            batch = .relayed
             return false
         }
         return true

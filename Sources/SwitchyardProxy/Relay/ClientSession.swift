@@ -55,10 +55,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Classifications of the client's named prepared statements, for routing their Binds.
     var statementClasses: [String: StatementClassification] = [:]
     var unnamedStatementClass: StatementClassification?
-    /// After a locally refused extended-protocol message, the rest up to Sync is dropped, as Postgres does.
-    var discardingUntilSync = false
-    /// An extended-protocol batch carrying a ``LocalCommand`` that Switchyard answers itself, up to Sync.
-    var localBatch: LocalCommand?
+    /// Who answers the client's extended-protocol batch up to its next Sync.
+    var batch = ClientBatch.relayed
     /// Named statements that are local commands, answered locally whenever bound.
     var localStatements: [String: LocalCommand] = [:]
     /// Transaction mode: the client's last Parse of the unnamed statement (the whole message, copied
@@ -69,12 +67,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var closingIdleConnections = false
     /// The client's view of the tracked session parameters (lower-cased names).
     var clientParameters: [String: String] = [:]
-    /// ReadyForQuery messages still owed for parameter-synchronisation queries Switchyard injected.
-    var swallowedReadyForQuery = 0
-    var synchronizationAnswer = ByteBuffer()
-    var synchronizationError: ErrorFields?
-    /// Login waits for the synchronisation's answer: the client must see the parameters it asked for.
-    var loginAfterSynchronization: BackendConnection?
+    /// Answers still owed to the parameter-synchronisation queries Switchyard injected (and whether
+    /// the client's login waits for them: it must see the parameters it asked for).
+    var parameterSyncAnswer = ParameterSyncAnswer()
     /// Transaction mode: the client's named statements, re-created on whichever server runs them.
     var preparedStatements: [String: PreparedStatement] = [:]
     /// Transaction mode: matches answers to requests, to cut out injected ones and add absorbed ones.
@@ -421,7 +416,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Whether a large message of type `id` may be streamed to the attached server unread:
     /// only when nothing waits before it and routing, retries and statement names don't need it.
     func mayStream(_ id: UInt8) -> Bool {
-        guard backend != nil, pending.isEmpty, !unit.hold.isHolding, !discardingUntilSync else { return false }
+        guard backend != nil, pending.isEmpty, !unit.hold.isHolding, case .relayed = batch else { return false }
         if runtime.poolMode == .session { return id != FrontendMessageID.terminate }
         switch id {
         case FrontendMessageID.copyData: return true
@@ -432,14 +427,14 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func clientMessageReceived(_ message: WireMessage) {
         if message.id == FrontendMessageID.terminate { return close() }
-        if discardingUntilSync {
+        if case .discardingUntilSync = batch {
             if message.id == FrontendMessageID.sync {
-                discardingUntilSync = false
+                batch = .relayed
                 writeToClient { BackendMessage.readyForQuery(tracker.status, into: &$0) }
             }
             return
         }
-        if localBatch != nil, answerLocallyInBatch(message) { return }
+        if case .local(let command) = batch, answerLocallyInBatch(message, command) { return }
         var request = ClientRequest(message)
         let idleBetweenUnits = pending.isEmpty && waitID == nil && (backend == nil || tracker.isIdle)
         if idleBetweenUnits, message.id == FrontendMessageID.query, answerLocally(&request) { return }
@@ -755,7 +750,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 return resumeHeldRead()
             }
         }
-        discardingUntilSync = true
+        batch = .discardingUntilSync
         resumeHeldRead()
     }
 
@@ -777,7 +772,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 skipping = true
             }
         }
-        discardingUntilSync = skipping
+        if skipping { batch = .discardingUntilSync } else if case .discardingUntilSync = batch { batch = .relayed }
         resumeHeldRead()
     }
 
@@ -793,8 +788,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 let key = name.lowercased()
                 if clientParameters[key] == nil { clientParameters[key] = value }
             }
-            if synchronizeParameters(on: connection) {
-                loginAfterSynchronization = connection
+            if synchronizeParameters(on: connection, completingLogin: true) {
                 connection.flush()
             } else {
                 finishLogin(with: connection)
@@ -832,14 +826,14 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Sets the client's session parameters on `connection` where they differ, ahead of the client's
     /// own messages (the answer is swallowed). Returns whether a query was sent.
     @discardableResult
-    func synchronizeParameters(on connection: BackendConnection) -> Bool {
+    func synchronizeParameters(on connection: BackendConnection, completingLogin: Bool = false) -> Bool {
         guard let query = runtime.parameterSync.synchronization(client: clientParameters, server: connection.parameterValues) else {
             return false
         }
         var buffer = context.channel.allocator.buffer(capacity: query.utf8.count + 6)
         FrontendMessage.query(query, into: &buffer)
         send(buffer, to: connection)
-        swallowedReadyForQuery += 1
+        parameterSyncAnswer.querySent(completingLogin: completingLogin)
         // Reported parameters are recorded from the server's own ParameterStatus answers, normalized
         // (`utf-8` comes back as `UTF8`); only the ones it never reports are recorded as sent.
         for (name, value) in clientParameters where !connection.reportedParameterNames.contains(name) {
@@ -848,42 +842,21 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         return true
     }
 
-    /// Consumes the answer to injected synchronisation queries; returns the bytes after it, if any.
+    /// Consumes the answers to injected synchronisation queries; returns the bytes after them, if any.
     func consumeSynchronizationAnswer(_ buffer: ByteBuffer) throws -> ByteBuffer? {
-        synchronizationAnswer.writeImmutableBuffer(buffer)
-        while let message = try synchronizationAnswer.readWireMessage() {
-            switch message.id {
-            case BackendMessageID.parameterStatus:
-                noteParameterStatus(message.body, clientSeesIt: false)
-            case BackendMessageID.errorResponse:
-                synchronizationError = ErrorFields(decoding: message.body)
-            case BackendMessageID.readyForQuery:
-                swallowedReadyForQuery -= 1
-                guard swallowedReadyForQuery == 0 else { continue }
-                let rest = synchronizationAnswer
-                synchronizationAnswer = ByteBuffer()
-                synchronizationFinished()
-                return rest
-            default:
-                break
-            }
-        }
-        return nil
-    }
-
-    func synchronizationFinished() {
-        let error = synchronizationError
-        synchronizationError = nil
+        let outcome = try parameterSyncAnswer.bytesRead(buffer) { noteParameterStatus($0, clientSeesIt: false) }
+        guard case .finished(let error, let completesLogin, let rest) = outcome else { return nil }
         if let error {
             logger.warning("could not set the client's session parameters on the server", metadata: ["error": "\(error)"])
         }
-        guard let connection = loginAfterSynchronization else { return }
-        loginAfterSynchronization = nil
+        guard completesLogin, let connection = backend else { return rest }
         if let error {
             // Postgres itself would have refused these start-up parameters.
-            return fail(ErrorFields(severity: .fatal, code: error.code, message: error.message, detail: error.detail, hint: error.hint))
+            fail(ErrorFields(severity: .fatal, code: error.code, message: error.message, detail: error.detail, hint: error.hint))
+            return nil
         }
         finishLogin(with: connection)
+        return rest
     }
 
     /// Records a ParameterStatus: the server's value, and the client's view when it is forwarded.
@@ -902,7 +875,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         var splitAnswer = false
         let transactionMode = runtime.poolMode == .transaction
         do {
-            if swallowedReadyForQuery > 0 {
+            if parameterSyncAnswer.isAwaiting {
                 guard let rest = try consumeSynchronizationAnswer(buffer), rest.readableBytes > 0 else { return }
                 buffer = rest
             }
@@ -1027,7 +1000,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func backendReadComplete() {
         context.flush()
-        guard let backend, case .relaying = phase, !unit.hold.isHolding, swallowedReadyForQuery == 0,
+        guard let backend, case .relaying = phase, !unit.hold.isHolding, !parameterSyncAnswer.isAwaiting,
               tracker.awaitedReadyForQuery == 0, !tracker.extendedBatchOpen, backendScanner.isAtMessageBoundary else { return }
         if tracker.status == .idle {
             if let started = transactionStartedAt {
@@ -1159,7 +1132,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func returnOrDiscard(_ connection: BackendConnection) {
         guard let pool else { return connection.close() }
-        if tracker.isIdle, !unit.hold.isHolding, swallowedReadyForQuery == 0, backendScanner.isAtMessageBoundary,
+        if tracker.isIdle, !unit.hold.isHolding, !parameterSyncAnswer.isAwaiting, backendScanner.isAtMessageBoundary,
            !(runtime.poolMode == .session && shard.configuration.serverResetMode == .close), !pin.isPinned {
             let reset = runtime.poolMode == .session ? shard.configuration.serverResetQuery : nil
             pool.release(connection, resetQuery: reset)
@@ -1185,6 +1158,16 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         guard let context else { return }
         context.close(promise: nil)
     }
+}
+
+/// Who answers a client's extended-protocol batch, up to its Sync.
+enum ClientBatch {
+    /// Its servers do.
+    case relayed
+    /// A ``LocalCommand``, which Switchyard answers itself, message by message.
+    case local(LocalCommand)
+    /// A message was refused locally: the rest is dropped up to Sync, as Postgres does after an error.
+    case discardingUntilSync
 }
 
 /// A server answer arrived split across reads exactly where Switchyard had to cut it.
