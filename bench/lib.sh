@@ -220,7 +220,8 @@ EOF
   chown -R postgres:postgres "$WORK"
   chmod 600 "$WORK/userlist.txt"
   log "starting pgbouncer on $PG_HOST:$PGBOUNCER_PORT (as user postgres)"
-  if ! as_postgres timeout 30 "$PGBOUNCER_BIN" -d -q "$WORK/pgbouncer.ini"; then
+  # runuser's PAM session resets the soft descriptor limit to 1024: raise it to the hard one again.
+  if ! as_postgres bash -c 'ulimit -n "$(ulimit -Hn)"; exec timeout 30 "$0" -d -q "$1"' "$PGBOUNCER_BIN" "$WORK/pgbouncer.ini"; then
     show_log_tail "$WORK/pgbouncer.log"
     die "pgbouncer failed to start"
   fi

@@ -26,6 +26,9 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
     /// Hashes of statements seen once, not yet worth a copy in `classifications`.
     private var sightedOnce: Set<Int> = []
     static let classificationCacheLimit = 10_000
+    /// Distinct client parameter sets kept for sharing (see ``shared(_:)``).
+    private var sharedParameters: Set<[String: String]> = []
+    static let sharedParameterSetLimit = 256
 
     /// What PAUSE holds, and the sessions it holds (in arrival order, released in that order).
     private(set) var pause = PauseScope()
@@ -93,6 +96,15 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
         // Copy the key: a slice would pin the whole receive buffer it came from.
         classifications[ByteBuffer(bytes: sql.readableBytesView)] = classification
         return classification
+    }
+
+    /// An equal parameter set already held on this loop, or this one, kept for the next login: idle
+    /// clients then share one dictionary (copied on write when a client changes a parameter).
+    func shared(_ parameters: [String: String]) -> [String: String] {
+        if let known = sharedParameters.firstIndex(of: parameters) { return sharedParameters[known] }
+        if sharedParameters.count >= Self.sharedParameterSetLimit { sharedParameters.removeAll(keepingCapacity: true) }
+        sharedParameters.insert(parameters)
+        return parameters
     }
 
     /// Installs a classifier built from the primary's pg_proc; cached answers may be stale, so drop them.

@@ -209,6 +209,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         if case .relaying = phase { wasRelaying = true } else { wasRelaying = false }
         phase = .closed
         loginTimer?.cancel()
+        loginTimer = nil
         idleTransactionTimer?.cancel()
         if let waitID { pool?.cancelWait(waitID) }
         waitID = nil
@@ -264,6 +265,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             }
             sendAuthenticationOk(saslFinal: saslFinal)
             loginTimer?.cancel()
+            loginTimer = nil
             phase = .closed
             // The console takes over the connection; this handler steps aside.
             let admin = AdminSession(console: console, user: identity.user, maximumMessageSize: shard.configuration.maxMessageSize,
@@ -359,6 +361,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             BackendMessage.parameterStatus(name: name, value: value, into: &buffer)
             if runtime.parameterSync.isTracked(name) { clientParameters[name.lowercased()] = value }
         }
+        // Most clients of a loop log in with the same parameters: share one copy until one SETs its own.
+        clientParameters = shard.shared(clientParameters)
         let secret = Int32.random(in: .min ... .max)
         // Session mode shows the real backend PID, which operators look up in pg_stat_activity.
         let pid = runtime.poolMode == .session ? connection.cancelKey.processID : runtime.cancelRegistry.nextVirtualProcessID()
@@ -368,6 +372,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         BackendMessage.backendKeyData(key, into: &buffer)
         BackendMessage.readyForQuery(.idle, into: &buffer)
         loginTimer?.cancel()
+        loginTimer = nil
         phase = .relaying
         if runtime.poolMode == .transaction {
             backend = nil
