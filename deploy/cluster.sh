@@ -84,7 +84,7 @@ wal_keep_size = 512MB                   # replica has no slot; keep WAL for it
 hot_standby = on
 # Throwaway test data: trade durability for speed. Never use these in production.
 fsync = off
-synchronous_commit = off
+synchronous_commit = ${SWITCHYARD_PG_SYNCHRONOUS_COMMIT:-off}
 full_page_writes = off
 # Logs the auth method of every connection; handy when debugging the proxy.
 log_connections = on
@@ -120,6 +120,10 @@ SET password_encryption = 'md5';
 CREATE ROLE app_md5   LOGIN PASSWORD 'md5-secret'   IN ROLE switchyard_users;
 SET password_encryption = 'scram-sha-256';
 CREATE ROLE replicator REPLICATION LOGIN PASSWORD 'repl-secret';
+-- switchover_user of the tests: the minimal grants the README lists, not a superuser.
+CREATE ROLE switchover LOGIN PASSWORD 'switchover-secret' IN ROLE pg_signal_backend, pg_read_all_stats;
+GRANT EXECUTE ON FUNCTION pg_promote(boolean, integer), pg_reload_conf() TO switchover;
+GRANT ALTER SYSTEM ON PARAMETER default_transaction_read_only TO switchover;
 CREATE DATABASE app   OWNER app;
 CREATE DATABASE bench OWNER app;
 GRANT CONNECT, CREATE, TEMPORARY ON DATABASE app, bench TO switchyard_users;

@@ -26,6 +26,7 @@ finish() {
   set +e
   section "Stopping the test cluster"
   bash "$CLUSTER" stop
+  bash "$ROOT/deploy/switchover-lab.sh" destroy >/dev/null 2>&1 || true
   if [ "$rc" -ne 0 ] && [ -f "$BASE/primary.log" ]; then
     echo "PostgreSQL logs for this run: $BASE/primary.log, $BASE/replica.log, $BASE/replica2.log" >&2
   fi
@@ -44,6 +45,7 @@ section "Fresh PostgreSQL test cluster in $BASE"
 trap finish EXIT
 # Wipe whatever a previous run left, then make sure nobody else holds the ports.
 bash "$CLUSTER" destroy
+bash "$ROOT/deploy/switchover-lab.sh" destroy
 for port in "$PRIMARY_PORT" "$REPLICA_PORT" "$REPLICA2_PORT"; do
   if port_in_use "$port"; then
     die "port $port is busy: stop the dev cluster first (deploy/cluster.sh stop) or whatever else listens there"

@@ -249,3 +249,27 @@ struct Reload: AsyncParsableCommand {
         try await console.run("RELOAD")
     }
 }
+
+struct SwitchoverCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchover",
+        abstract: "Make a caught-up standby the primary (SWITCHOVER TO on the admin console).",
+        discussion: """
+            Runs preflight, drain, fence, catch-up, promotion and flip; clients are held, not refused. \
+            Exit codes: 0 switched (or the dry run passed), 1 refused or aborted with the old primary still serving, \
+            2 bad arguments, 3 proxy unreachable.
+            """)
+    @OptionGroup var console: ConsoleOptions
+    @Argument(help: "The server to promote (a standby or replica of the primary).") var server: String
+    @Flag(help: "Run every check and change nothing.") var dryRun = false
+    @Option(help: "Seconds the drain (and the catch-up) may take (default: switchover_drain_timeout).") var timeout: Double?
+    @Flag(help: "At the drain deadline, terminate the transactions still running instead of aborting.") var force = false
+
+    func run() async throws {
+        var sql = "SWITCHOVER TO \"\(server)\""
+        if let timeout { sql += " TIMEOUT \(timeout)" }
+        if dryRun { sql += " DRY RUN" }
+        if force { sql += " FORCE" }
+        try await console.run(sql, title: "switchover")
+    }
+}

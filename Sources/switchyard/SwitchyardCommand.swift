@@ -10,7 +10,7 @@ struct SwitchyardCommand: AsyncParsableCommand {
         commandName: "switchyard",
         abstract: "A PostgreSQL wire-protocol proxy: pooling, read routing and zero-downtime switchover.",
         version: "\(SwitchyardVersion.current) (commit \(switchyardBuildCommit))",
-        subcommands: [Run.self, Status.self, Pause.self, Resume.self, Reload.self, CheckConfig.self, BenchmarkClassifier.self],
+        subcommands: [Run.self, Status.self, Pause.self, Resume.self, Reload.self, SwitchoverCommand.self, CheckConfig.self, BenchmarkClassifier.self],
         defaultSubcommand: Run.self)
 }
 

@@ -16,8 +16,9 @@ extension IntegrationTests {
                 #expect(app.succeeded, "\(app)")
 
                 let help = try await consoleRows(proxy, "show help")
-                #expect(help.count == 13)
+                #expect(help.count == 15)
                 #expect(help.contains { $0.first == "KILL <server>" })
+                #expect(help.contains { $0.first == "SWITCHOVER TO <server> [TIMEOUT <s>] [DRY RUN] [FORCE]" })
                 // Case-insensitive, `;` optional.
                 #expect(try await consoleRows(proxy, "Show Version;") == [["Switchyard 0.4.0"]])
 

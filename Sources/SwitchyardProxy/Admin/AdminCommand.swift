@@ -12,6 +12,23 @@ public enum AdminCommand: Sendable, Equatable {
     case enable(server: String)
     /// Close every connection to a server now.
     case kill(server: String)
+    /// Move the primary role to a proven caught-up standby.
+    case switchover(SwitchoverOptions)
+    /// The switchovers attempted since start.
+    case showSwitchover
+
+    /// `SWITCHOVER TO <server> [TIMEOUT <seconds>] [DRY RUN] [FORCE]`.
+    public struct SwitchoverOptions: Sendable, Equatable {
+        public var target: String
+        /// Bounds the drain (and the catch-up); nil uses `switchover_drain_timeout`.
+        public var timeout: Duration?
+        public var dryRun = false
+        public var force = false
+
+        public init(target: String, timeout: Duration? = nil, dryRun: Bool = false, force: Bool = false) {
+            (self.target, self.timeout, self.dryRun, self.force) = (target, timeout, dryRun, force)
+        }
+    }
 
     /// The console's name for itself, as a database.
     public static let databaseName = "switchyard"
@@ -25,12 +42,14 @@ public enum AdminCommand: Sendable, Equatable {
         ("SHOW STATS", "queries, transactions, bytes and times per server"),
         ("SHOW CONFIG", "the configuration in force"),
         ("SHOW VERSION", "the Switchyard version"),
+        ("SHOW SWITCHOVER", "the switchovers attempted since start, with their outcome and timings"),
         ("PAUSE [server]", "let running transactions finish, then hold new ones"),
         ("RESUME [server]", "release held transactions"),
         ("RELOAD", "re-read the configuration file"),
         ("DISABLE <server>", "send no new traffic to a replica"),
         ("ENABLE <server>", "undo DISABLE"),
         ("KILL <server>", "close every connection to a server now"),
+        ("SWITCHOVER TO <server> [TIMEOUT <s>] [DRY RUN] [FORCE]", "make a caught-up standby the primary, proven and without errors"),
     ]
 
     /// Parses one command; the error is the ErrorResponse to send.
@@ -58,7 +77,7 @@ public enum AdminCommand: Sendable, Equatable {
         }
         switch verb {
         case "SHOW":
-            guard words.count == 2, let what = argument?.uppercased() else { throw syntaxError(text, "SHOW needs one of: HELP, SERVERS, POOLS, CLIENTS, STATS, CONFIG, VERSION") }
+            guard words.count == 2, let what = argument?.uppercased() else { throw syntaxError(text, "SHOW needs one of: HELP, SERVERS, POOLS, CLIENTS, STATS, CONFIG, VERSION, SWITCHOVER") }
             switch what {
             case "HELP": return .showHelp
             case "SERVERS": return .showServers
@@ -67,6 +86,7 @@ public enum AdminCommand: Sendable, Equatable {
             case "STATS": return .showStats
             case "CONFIG": return .showConfig
             case "VERSION": return .showVersion
+            case "SWITCHOVER": return .showSwitchover
             default: throw syntaxError(text, "unknown SHOW target \"\(argument!)\"")
             }
         case "PAUSE": return .pause(server: try optionalServer())
@@ -75,6 +95,7 @@ public enum AdminCommand: Sendable, Equatable {
         case "DISABLE": return .disable(server: try server())
         case "ENABLE": return .enable(server: try server())
         case "KILL": return .kill(server: try server())
+        case "SWITCHOVER": return .switchover(try switchoverOptions(Array(words.dropFirst()), text))
         default: throw syntaxError(text, verb.isEmpty ? "empty command" : "unknown command \"\(words[0])\"")
         }
     }
@@ -100,6 +121,7 @@ public enum AdminCommand: Sendable, Equatable {
              ("waits", .int8), ("avg_wait_ms", .float8)]
         case .showConfig: [("key", .text), ("value", .text), ("reloadable", .text)]
         case .showVersion: [("version", .text)]
+        case .switchover, .showSwitchover: SwitchoverReport.columns
         case .pause, .resume, .reload, .disable, .enable, .kill: [("result", .text)]
         }
     }
@@ -107,18 +129,44 @@ public enum AdminCommand: Sendable, Equatable {
     /// The CommandComplete tag.
     public var tag: String {
         switch self {
-        case .showHelp, .showServers, .showPools, .showClients, .showStats, .showConfig, .showVersion: "SHOW"
+        case .showHelp, .showServers, .showPools, .showClients, .showStats, .showConfig, .showVersion, .showSwitchover: "SHOW"
         case .pause: "PAUSE"
         case .resume: "RESUME"
         case .reload: "RELOAD"
         case .disable: "DISABLE"
         case .enable: "ENABLE"
         case .kill: "KILL"
+        case .switchover: "SWITCHOVER"
         }
     }
 
     /// Whether the command changes anything (such commands are logged at notice level).
     public var isAction: Bool { tag != "SHOW" }
+
+    private static func switchoverOptions(_ words: [String], _ text: String) throws(ErrorFields) -> SwitchoverOptions {
+        let usage = "SWITCHOVER TO <server> [TIMEOUT <seconds>] [DRY RUN] [FORCE]"
+        guard words.count >= 2, words[0].uppercased() == "TO" else { throw syntaxError(text, "expected \(usage)") }
+        var options = SwitchoverOptions(target: unquote(words[1]))
+        var rest = words.dropFirst(2)
+        while let word = rest.popFirst()?.uppercased() {
+            switch word {
+            case "TIMEOUT":
+                guard options.timeout == nil, let value = rest.popFirst(), let seconds = Double(value), seconds > 0, seconds <= 3600 else {
+                    throw syntaxError(text, "TIMEOUT takes a number of seconds between 0 and 3600, once")
+                }
+                options.timeout = .milliseconds(Int64((seconds * 1000).rounded()))
+            case "DRY":
+                guard !options.dryRun, rest.popFirst()?.uppercased() == "RUN" else { throw syntaxError(text, "expected DRY RUN, once") }
+                options.dryRun = true
+            case "FORCE":
+                guard !options.force else { throw syntaxError(text, "FORCE is given twice") }
+                options.force = true
+            default:
+                throw syntaxError(text, "unexpected \"\(word)\"; expected \(usage)")
+            }
+        }
+        return options
+    }
 
     private static func unquote(_ name: String) -> String {
         guard name.count >= 2, name.first == "\"", name.last == "\"" else { return name }

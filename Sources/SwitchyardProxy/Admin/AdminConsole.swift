@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import PostgresWire
+import Synchronization
 
 /// Runs admin console commands against the live proxy: reads state from the shards (on their own
 /// loops) and the health monitor, and changes it (pause, disable, kill, reload). Every command is
@@ -10,6 +11,8 @@ public final class AdminConsole: Sendable {
     private let monitor: ReplicaMonitor
     private let reloadConfiguration: @Sendable () async throws -> [String]
     private let logger: Logger
+    /// SHOW SWITCHOVER's rows, oldest first; `running` refuses a second concurrent SWITCHOVER.
+    private let switchovers = Mutex<(running: Bool, history: [SwitchoverReport])>((false, []))
 
     init(runtime: ProxyRuntime, monitor: ReplicaMonitor, reload: @escaping @Sendable () async throws -> [String], logger: Logger) {
         self.runtime = runtime
@@ -18,8 +21,9 @@ public final class AdminConsole: Sendable {
         self.logger = logger
     }
 
-    /// Runs `command` for `user`; failures are thrown as ``ErrorFields``.
-    func execute(_ command: AdminCommand, user: String) async throws -> AdminResult {
+    /// Runs `command` for `user`; failures are thrown as ``ErrorFields``. Long commands (SWITCHOVER)
+    /// report each step to `progress` as it ends, which the session sends as a NOTICE.
+    func execute(_ command: AdminCommand, user: String, progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> AdminResult {
         let metadata: Logger.Metadata = ["admin_user": "\(user)", "command": "\(command)"]
         if command.isAction {
             logger.notice("admin command", metadata: metadata)
@@ -27,6 +31,7 @@ public final class AdminConsole: Sendable {
             logger.info("admin command", metadata: metadata)
         }
         do {
+            if case .switchover(let options) = command { return try await switchover(options, progress: progress) }
             return try await run(command)
         } catch {
             logger.warning("admin command failed", metadata: metadata.merging(["error": "\(error)"]) { $1 })
@@ -50,6 +55,10 @@ public final class AdminConsole: Sendable {
             return AdminResult(rows: await clientRows())
         case .showStats:
             return AdminResult(rows: await statsRows())
+        case .showSwitchover:
+            return AdminResult(rows: switchovers.withLock { $0.history.map(\.row) })
+        case .switchover(let options):
+            return try await switchover(options, progress: { _ in })
         case .pause(let server):
             return try await pause(server)
         case .resume(let server):
@@ -68,7 +77,10 @@ public final class AdminConsole: Sendable {
             return AdminResult(messages: [changed ? "server \"\(name)\" gets no new traffic; running transactions finish" : "server \"\(name)\" was already disabled"])
         case .enable(let name):
             _ = try existingServer(name)
-            let changed = runtime.setDisabled(name, false)
+            // The operator vouches that a replica held back after a switchover follows the new primary.
+            let wasHeldBack = runtime.topology.followingFormerPrimary.contains(name)
+            if wasHeldBack { runtime.changeTopology { $0.following(name) } }
+            let changed = runtime.setDisabled(name, false) || wasHeldBack
             monitor.publish()
             return AdminResult(messages: [changed ? "server \"\(name)\" is back in rotation once its health checks pass" : "server \"\(name)\" was not disabled"])
         case .kill(let name):
@@ -79,6 +91,44 @@ public final class AdminConsole: Sendable {
             }
             logger.notice("killed server connections", metadata: ["server": "\(name)", "connections": "\(closed)"])
             return AdminResult(messages: ["closed \(closed) connection\(closed == 1 ? "" : "s") to server \"\(name)\""])
+        }
+    }
+
+    // MARK: SWITCHOVER
+
+    /// Runs a switchover to its outcome. Refusals and aborts are errors (55000) whose detail is the
+    /// report; a switch, or a passed dry run, answers with the report's row.
+    private func switchover(_ options: AdminCommand.SwitchoverOptions, progress: @escaping @Sendable (String) -> Void) async throws -> AdminResult {
+        guard switchovers.withLock({ state in defer { state.running = true }; return !state.running }) else {
+            throw ErrorFields(severity: .error, code: SQLState.objectNotInPrerequisiteState, message: "a switchover is already running")
+        }
+        defer { switchovers.withLock { $0.running = false } }
+        let request = SwitchoverStateMachine.Request(target: options.target, drainTimeout: options.timeout ?? runtime.configuration.switchover.drainTimeout,
+                                                     dryRun: options.dryRun, force: options.force)
+        let report = await Switchover(request, runtime: runtime, monitor: monitor, logger: logger, progress: progress).run()
+        switchovers.withLock { $0.history.append(report) }
+        runtime.metrics.switchoverFinished(report)
+        let metadata: Logger.Metadata = ["outcome": "\(report.outcome.label)", "old_primary": "\(report.oldPrimary)", "target": "\(report.target)",
+                                         "final_lsn": "\(report.finalLSN?.description ?? "")", "reached_lsn": "\(report.reachedLSN?.description ?? "")",
+                                         "held_clients": "\(report.heldClients)", "total_ms": "\(Switchover.milliseconds(report.total))",
+                                         "detail": "\(report.detail)"]
+        switch report.outcome {
+        case .switched(let warnings):
+            if warnings.isEmpty { logger.notice("switchover done", metadata: metadata) } else { logger.error("switchover done, with warnings", metadata: metadata) }
+            return AdminResult(rows: [report.row])
+        case .dryRun:
+            logger.notice("switchover dry run passed", metadata: metadata)
+            return AdminResult(rows: [report.row])
+        case .refused, .aborted:
+            logger.warning("switchover did not happen; the old primary serves", metadata: metadata)
+            throw ErrorFields(severity: .error, code: SQLState.objectNotInPrerequisiteState,
+                              message: "switchover to \"\(options.target)\" \(report.outcome.label): \(report.detail)",
+                              hint: "SHOW SWITCHOVER lists the attempt with its timings.")
+        case .failed:
+            logger.critical("switchover failed after the point of no return", metadata: metadata)
+            throw ErrorFields(severity: .error, code: SQLState.internalError,
+                              message: "switchover to \"\(options.target)\" failed: \(report.detail)",
+                              hint: "Check the target; SHOW SERVERS shows the roles in force.")
         }
     }
 
@@ -149,7 +199,9 @@ public final class AdminConsole: Sendable {
             let lag = status?.health?.lastProbe
             return [
                 .text(server.name), .text(server.role.rawValue), .text(server.host), .integer(Int64(server.port)),
-                .text(Self.state(of: server, status: status, disabled: disabled.contains(server.name), paused: paused.covers(server.name),
+                .text(topology.fenced.contains(server.name) ? "fenced (former primary)"
+                      : topology.followingFormerPrimary.contains(server.name) ? "out of rotation: streams from the former primary (ENABLE once it follows the new one)"
+                      : Self.state(of: server, status: status, disabled: disabled.contains(server.name), paused: paused.covers(server.name),
                                    inRecovery: topology.primaryState == .inRecovery)),
                 lag?.lagBytes.map { .integer($0) } ?? .null, lag.map { .double($0.lagSeconds) } ?? .null,
                 .integer(Int64(mine.reduce(0) { $0 + $1.leased })), .integer(Int64(mine.reduce(0) { $0 + $1.idle })),

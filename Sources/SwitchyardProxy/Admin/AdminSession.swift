@@ -74,9 +74,15 @@ final class AdminSession: ChannelInboundHandler {
     }
 
     private func execute(_ command: AdminCommand) {
-        let (console, user) = (self.console, self.user)
+        let (console, user, channel) = (self.console, self.user, context.channel)
         let promise = context.eventLoop.makePromise(of: AdminResult.self)
-        promise.completeWithTask { try await console.execute(command, user: user) }
+        // Progress arrives as NoticeResponses while the command runs, as Postgres' own NOTICEs do.
+        let progress: @Sendable (String) -> Void = { line in
+            var buffer = channel.allocator.buffer(capacity: 64 + line.utf8.count)
+            ErrorFields(severity: .notice, code: "00000", message: line).encode(into: &buffer, id: BackendMessageID.noticeResponse)
+            channel.writeAndFlush(buffer, promise: nil)
+        }
+        promise.completeWithTask { try await console.execute(command, user: user, progress: progress) }
         promise.futureResult.assumeIsolated().whenComplete { [self] result in
             let outcome = result.mapError { error in
                 error as? ErrorFields ?? ErrorFields(severity: .error, code: SQLState.internalError, message: "\(error)")

@@ -17,6 +17,7 @@ final class ConfigurationParser {
         "default_route", "replica_fallback", "max_replica_lag", "max_replica_lag_seconds", "health_check_interval",
         "health_check_hysteresis", "health_check_user", "health_check_database", "track_extra_parameters",
         "auth_user", "auth_query", "auth_dbname", "auth_cache_ttl",
+        "switchover_user", "switchover_drain_timeout", "switchover_max_lag", "state_file",
     ]
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
     /// Caps durations well below `Duration`'s range; nobody needs a timeout over a year.

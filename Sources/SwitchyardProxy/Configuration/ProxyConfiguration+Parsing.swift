@@ -89,6 +89,7 @@ extension ConfigurationParser {
             routing: buildRouting(servers: servers, users: users),
             users: users,
             authQuery: buildAuthQuery(auth: auth, users: users),
+            switchover: buildSwitchover(users: users),
             sourcePath: nil
         )
     }
@@ -113,6 +114,19 @@ extension ConfigurationParser {
             healthCheckDatabase: string("health_check_database", default: "postgres"))
     }
 
+    /// The SWITCHOVER keys; the user must exist, since the privileged steps log in with its server credentials.
+    func buildSwitchover(users: [String: UserDefinition]) -> SwitchoverConfiguration {
+        let user = setting("switchover_user").flatMap { $0.value.isEmpty ? nil : $0 }
+        if let user, users[user.value] == nil {
+            fail(user.line, "switchover_user", "switchover_user '\(user.value)' is not defined in [users] or auth_file")
+        }
+        return SwitchoverConfiguration(
+            user: user?.value,
+            drainTimeout: seconds("switchover_drain_timeout", default: 5, allowZero: false),
+            maxLagBytes: Int64(int("switchover_max_lag", default: 16 << 20, 0...Int.max)),
+            stateFile: path("state_file")?.path)
+    }
+
     /// `auth_user` and the keys that only mean something with it. The query must take the role as `$1`.
     func buildAuthQuery(auth: ClientAuthMethod, users: [String: UserDefinition]) -> AuthQueryConfiguration? {
         let dependents = ["auth_query", "auth_dbname", "auth_cache_ttl"]
@@ -135,7 +149,7 @@ extension ConfigurationParser {
                                       cacheTTL: seconds("auth_cache_ttl", default: 10))
     }
 
-    /// `name = host=... port=... role=primary|replica weight=...`; at least one server, exactly one primary.
+    /// `name = host=... port=... role=primary|replica|standby weight=...`; at least one server, exactly one primary.
     func buildServers() -> [ServerDefinition] {
         let section = sections["servers"]
         guard let section, !section.entries.isEmpty else {
@@ -152,9 +166,9 @@ extension ConfigurationParser {
             guard let fields = fields(entry, what, known: ["host", "port", "role", "weight"]) else { continue }
             let host = fields["host"].flatMap { $0.isEmpty ? nil : $0 }, roleValue = fields["role"]
             if host == nil { fail(line, entry.key, "\(what) needs host=...") }
-            if roleValue == nil { fail(line, entry.key, "\(what) needs role=primary or role=replica") }
+            if roleValue == nil { fail(line, entry.key, "\(what) needs role=primary, role=replica or role=standby") }
             let role = roleValue
-                .flatMap { checkChoice($0, ["primary", "replica"], what: "role of \(what)", line: line, key: entry.key) }
+                .flatMap { checkChoice($0, ServerRole.allCases.map(\.rawValue), what: "role of \(what)", line: line, key: entry.key) }
                 .flatMap(ServerRole.init)
             let port = fields["port"].map { checkInt($0, 1...65535, what: "port of \(what)", line: line, key: entry.key) } ?? 5432
             let weight = fields["weight"].map { checkInt($0, 1...Int.max, what: "weight of \(what)", line: line, key: entry.key) }

@@ -4,7 +4,7 @@ extension ProxyConfiguration {
     static let restartOnlyKeys: Set<String> = [
         "listen_addr", "listen_port", "worker_threads", "pool_mode", "client_tls_sslmode", "client_tls_cert_file",
         "client_tls_key_file", "server_tls_sslmode", "server_tls_ca_file", "metrics_addr", "metrics_port",
-        "track_extra_parameters",
+        "track_extra_parameters", "state_file",
     ]
 
     /// The configuration to run after a reload to `new`: everything from `new` except the
@@ -26,6 +26,7 @@ extension ProxyConfiguration {
         keep("metrics_addr", \.metricsAddress)
         keep("metrics_port", \.metricsPort)
         keep("track_extra_parameters", \.trackedParameters)
+        keep("state_file", \.switchover.stateFile)
         return (merged, ignored)
     }
 
@@ -51,6 +52,8 @@ extension ProxyConfiguration {
             ("health_check_database", routing.healthCheckDatabase), ("track_extra_parameters", trackedParameters.joined(separator: ",")),
             ("auth_user", authQuery?.user ?? ""), ("auth_query", authQuery?.query ?? ""),
             ("auth_dbname", authQuery?.database ?? ""), ("auth_cache_ttl", authQuery.map { seconds($0.cacheTTL) } ?? ""),
+            ("switchover_user", switchover.user ?? ""), ("switchover_drain_timeout", seconds(switchover.drainTimeout)),
+            ("switchover_max_lag", "\(switchover.maxLagBytes)"), ("state_file", switchover.stateFile ?? ""),
             ("servers", servers.map { "\($0.name)=\($0.host):\($0.port)/\($0.role.rawValue)" }.joined(separator: " ")),
             ("users", users.keys.sorted().joined(separator: ",")),
             ("config_file", sourcePath ?? ""),

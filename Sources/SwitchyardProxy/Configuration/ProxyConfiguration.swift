@@ -46,6 +46,8 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var users: [String: UserDefinition]
     /// How roles missing from `users` are looked up on the primary; nil when `auth_user` is unset.
     public var authQuery: AuthQueryConfiguration?
+    /// SWITCHOVER: who runs the privileged steps, how long the drain may take, where the result is kept.
+    public var switchover: SwitchoverConfiguration
     /// The file this was loaded from; nil when parsed from a string.
     public var sourcePath: String?
 
@@ -86,6 +88,23 @@ public struct RoutingConfiguration: Sendable, Equatable {
         self.healthCheckHysteresis = healthCheckHysteresis
         self.healthCheckUser = healthCheckUser
         self.healthCheckDatabase = healthCheckDatabase
+    }
+}
+
+/// The keys of SWITCHOVER. Without `user` (and `stateFile`) the command is refused with the reason.
+public struct SwitchoverConfiguration: Sendable, Equatable {
+    /// The `[users]` entry whose server credentials fence, terminate and promote.
+    public var user: String?
+    /// How long new primary work may be held while running transactions finish (`TIMEOUT` overrides it).
+    public var drainTimeout: Duration
+    /// A target further behind the primary than this (WAL bytes) is refused in preflight.
+    public var maxLagBytes: Int64
+    /// Where the primary in force is recorded (write, fsync, rename) before held clients go on; a restart
+    /// reads it, so a restarted proxy never writes to a former primary.
+    public var stateFile: String?
+
+    public init(user: String? = nil, drainTimeout: Duration = .seconds(5), maxLagBytes: Int64 = 16 << 20, stateFile: String? = nil) {
+        (self.user, self.drainTimeout, self.maxLagBytes, self.stateFile) = (user, drainTimeout, maxLagBytes, stateFile)
     }
 }
 
@@ -151,7 +170,12 @@ public struct ServerTLSConfiguration: Sendable, Equatable {
     public init(mode: ServerTLSMode = .disable, caFile: String? = nil) { (self.mode, self.caFile) = (mode, caFile) }
 }
 
-public enum ServerRole: String, Sendable, Equatable, CaseIterable { case primary, replica }
+public enum ServerRole: String, Sendable, Equatable, CaseIterable {
+    case primary, replica
+    /// Gets no traffic: a SWITCHOVER target (a physical standby) until it is promoted, or a former
+    /// primary after one.
+    case standby
+}
 
 /// One Postgres server from `[servers]`.
 public struct ServerDefinition: Sendable, Equatable {

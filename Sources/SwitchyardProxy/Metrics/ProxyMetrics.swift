@@ -54,6 +54,17 @@ public final class ProxyMetrics: Sendable {
         Gauge(label: name, dimensions: labels, factory: factory).record(value)
     }
 
+    /// Counts a switchover by outcome and records its phases' durations.
+    func switchoverFinished(_ report: SwitchoverReport) {
+        Metrics.Counter(label: "switchyard_switchovers_total", dimensions: [("result", report.outcome.label.replacingOccurrences(of: " ", with: "_"))],
+                        factory: factory).increment()
+        for (phase, duration) in report.phases {
+            Metrics.Timer(label: "switchyard_switchover_phase_duration_seconds", dimensions: [("phase", phase.rawValue)], factory: factory)
+                .recordNanoseconds(Int64(duration.inSeconds * 1e9))
+        }
+        gauge("switchyard_switchover_last_held_clients", [], Double(report.heldClients))
+    }
+
     /// The registry in Prometheus text format.
     public func render() -> [UInt8] { registry.emitToBuffer() }
 }

@@ -81,16 +81,20 @@ final class ReplicaMonitor: Sendable {
             let topology = runtime.topology
             for name in connections.keys where topology.server(named: name) == nil { discard(name) }
             var primaryLSN: Int64?
+            /// The primary's timeline: after a switchover, replicas count as following it once they receive it.
+            var primaryTimeline: Int?
             let primary = topology.primary
             do {
                 let connection = try await connect(primary, user: user, cache: &connections)
                 // A "primary" that is in recovery is a standby: writes would all fail with 25006.
                 let rows = try await connection.query("""
                     select pg_is_in_recovery(), (case when pg_is_in_recovery() then coalesce(pg_last_wal_replay_lsn(), '0/0') \
-                    else pg_current_wal_lsn() end)::text
+                    else pg_current_wal_lsn() end)::text, \
+                    case when pg_is_in_recovery() then 0 else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end
                     """, logger: logger)
-                for try await (inRecovery, lsn) in rows.decode((Bool, String).self) {
+                for try await (inRecovery, lsn, timeline) in rows.decode((Bool, String, Int32).self) {
                     primaryLSN = parseLSN(lsn)
+                    primaryTimeline = timeline > 0 ? Int(timeline) : nil
                     primaryProbed(primary, inRecovery: inRecovery)
                 }
                 if round % Self.catalogRefreshRounds == 0 { try await loadCatalog(connection) }
@@ -106,9 +110,17 @@ final class ReplicaMonitor: Sendable {
                     let rows = try await connection.query("""
                         select pg_is_in_recovery(), coalesce(pg_last_wal_receive_lsn()::text, ''), \
                         coalesce(pg_last_wal_replay_lsn()::text, ''), \
-                        coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp())::float8, 0)
+                        coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp())::float8, 0), \
+                        coalesce((select received_tli from pg_stat_wal_receiver), 0)
                         """, logger: logger)
-                    for try await (inRecovery, received, replayed, seconds) in rows.decode((Bool, String, String, Double).self) {
+                    for try await (inRecovery, received, replayed, seconds, timeline) in rows.decode((Bool, String, String, Double, Int32).self) {
+                        if topology.followingFormerPrimary.contains(replica.name), let primaryTimeline, timeline >= primaryTimeline {
+                            // It streams the new primary's timeline: it will see the writes made there.
+                            runtime.changeTopology { $0.following(replica.name) }
+                            logger.notice("replica follows the new primary; its reads are guarded by the lag checks again",
+                                          metadata: ["server": "\(replica.name)", "timeline": "\(timeline)"])
+                            changed = true
+                        }
                         let replayPosition = parseLSN(replayed)
                         // Nothing left to replay means no lag, however long ago the last write was; and replay
                         // that advanced since the last probe is keeping up, even through a long transaction
@@ -141,16 +153,8 @@ final class ReplicaMonitor: Sendable {
 
     private func connect(_ server: ServerDefinition, user: UserDefinition, cache: inout [String: PostgresConnection]) async throws -> PostgresConnection {
         if let existing = cache[server.name], !existing.isClosed { return existing }
-        var configuration = PostgresConnection.Configuration(
-            host: server.host, port: server.port, username: user.serverUser, password: user.serverPassword,
-            database: runtime.configuration.routing.healthCheckDatabase, tls: .disable)
-        configuration.options.connectTimeout = TimeAmount(runtime.configuration.connectTimeout)
-        if runtime.configuration.serverTLS.mode != .disable {
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.certificateVerification = .none
-            configuration.tls = runtime.configuration.serverTLS.mode == .prefer ? .prefer(try .init(configuration: tls)) : .require(try .init(configuration: tls))
-        }
-        let connection = try await PostgresConnection.connect(on: eventLoop, configuration: configuration, id: 0, logger: logger)
+        let connection = try await ControlConnection.connect(to: server, as: user, configuration: runtime.configuration,
+                                                             on: eventLoop, logger: logger)
         cache[server.name] = connection
         return connection
     }
@@ -219,8 +223,10 @@ final class ReplicaMonitor: Sendable {
     /// Tells every loop which replicas may serve reads: healthy ones an operator has not disabled.
     func publish() {
         let disabled = runtime.disabledServers
-        let eligible = runtime.topology.replicas.filter { server in
-            !disabled.contains(server.name) && status.withLock { $0[server.name]?.health?.isEligible ?? false }
+        let topology = runtime.topology
+        let eligible = topology.replicas.filter { server in
+            !disabled.contains(server.name) && !topology.followingFormerPrimary.contains(server.name)
+                && status.withLock { $0[server.name]?.health?.isEligible ?? false }
         }
         for shard in runtime.allShards {
             shard.eventLoop.execute { shard.updateEligibleReplicas(eligible) }

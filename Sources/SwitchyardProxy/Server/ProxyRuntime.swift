@@ -42,7 +42,7 @@ final class ProxyRuntime: Sendable {
         self.logger = logger
         self.metrics = metrics
         self.current = Mutex((configuration, try ClientCredentialStore(configuration: configuration)))
-        self.topologyState = Mutex(Topology(servers: configuration.servers))
+        self.topologyState = Mutex(try Self.startingTopology(configuration, logger: logger))
         self.maxClients = Atomic(configuration.maxClientConnections)
         (self.clientTLSContext, self.clientTLSServerEndPoint) = try Self.makeClientTLSContext(configuration.clientTLS)
         self.roleSecrets = RoleSecretLookup(logger: logger)
@@ -73,16 +73,36 @@ final class ProxyRuntime: Sendable {
         return topology
     }
 
-    /// Installs a reloaded configuration (the shards get theirs separately, on their loops, with
-    /// the topology this returns).
-    @discardableResult
-    func replaceConfiguration(_ configuration: ProxyConfiguration, credentials: ClientCredentialStore) -> Topology {
-        current.withLock { $0 = (configuration, credentials) }
-        defer { maxClients.store(configuration.maxClientConnections, ordering: .relaxed) }
-        return topologyState.withLock { topology in
-            topology = topology.reloaded(configuration.servers)
-            return topology
+    /// The configuration's servers, unless `state_file` records a switchover: then its primary is in
+    /// force and the former primaries stay fenced.
+    static func startingTopology(_ configuration: ProxyConfiguration, logger: Logger) throws -> Topology {
+        let fromFile = Topology(servers: configuration.servers)
+        guard let path = configuration.switchover.stateFile, let state = try SwitchoverStateFile.read(path) else { return fromFile }
+        guard let topology = fromFile.resumed(primary: state.primary, fenced: Set(state.fenced)) else {
+            throw ConfigurationError(issues: [.init(file: path, line: nil, key: "state_file",
+                message: "state_file names primary '\(state.primary)', which is not in [servers]; add it, or delete the file once the primary in the configuration is known to be right")])
         }
+        if topology.primary.name != configuration.primary.name {
+            logger.notice("state_file records a switchover: its primary is in force, not the one in the configuration file", metadata: [
+                "state_file": "\(path)", "primary": "\(topology.primary.name)", "fenced": "\(topology.fenced.sorted())",
+            ])
+        }
+        return topology
+    }
+
+    /// Installs a reloaded configuration (the shards get theirs separately, on their loops, with
+    /// the topology this returns). Nil, and nothing changes, when the file names another primary than
+    /// the one a switchover put in force.
+    func replaceConfiguration(_ configuration: ProxyConfiguration, credentials: ClientCredentialStore) -> Topology? {
+        let topology = topologyState.withLock { topology -> Topology? in
+            guard let next = topology.reloaded(configuration.servers) else { return nil }
+            topology = next
+            return next
+        }
+        guard let topology else { return nil }
+        current.withLock { $0 = (configuration, credentials) }
+        maxClients.store(configuration.maxClientConnections, ordering: .relaxed)
+        return topology
     }
 
     var disabledServers: Set<String> { disabled.withLock { $0 } }

@@ -33,7 +33,15 @@ extension ProxyServer {
                               detail: "\(error)")
         }
         let (configuration, ignored) = old.reloaded(from: candidate)
-        let topology = runtime.replaceConfiguration(configuration, credentials: credentials)
+        guard let topology = runtime.replaceConfiguration(configuration, credentials: credentials) else {
+            runtime.metrics.failedReloads.increment()
+            let inForce = runtime.topology.primary.name
+            logger.error("configuration reload rejected: it names another primary than the one a switchover put in force",
+                         metadata: ["file": "\(path)", "primary_in_force": "\(inForce)", "primary_in_file": "\(configuration.primary.name)"])
+            throw ErrorFields(severity: .error, code: SQLState.configFileError,
+                              message: "configuration rejected: it names \"\(configuration.primary.name)\" as primary, but a switchover made \"\(inForce)\" the primary; the previous configuration stays in force",
+                              hint: "Give \(inForce) role=primary in [servers] (and the former primary role=standby), then RELOAD.")
+        }
         // Passwords may have changed along with the file: auth_query asks the server afresh.
         runtime.roleSecrets.removeAll()
         let shards = runtime.allShards.sorted { ObjectIdentifier($0.eventLoop) < ObjectIdentifier($1.eventLoop) }

@@ -23,6 +23,8 @@ enum TestEnvironment {
     static let passwords = [
         "app": "app-secret", "app_md5": "md5-secret", "app_plain": "plain-secret", "app_trust": "trust-secret",
         "admin": "admin-secret",
+        // switchover_user of the switchover tests: a login with the minimal grants (deploy/cluster.sh).
+        "switchover": "switchover-secret",
     ]
 
     /// Fails (throws) unless the primary accepts TCP connections. Called before every proxy start,

@@ -108,7 +108,8 @@ import Testing
         #expect(!error.isFatal)
         #expect(error.message.hasSuffix(" in admin command"))
         #expect(error.detail == "Commands: SHOW HELP, SHOW SERVERS, SHOW POOLS, SHOW CLIENTS, SHOW STATS, SHOW CONFIG, "
-            + "SHOW VERSION, PAUSE [server], RESUME [server], RELOAD, DISABLE <server>, ENABLE <server>, KILL <server>.")
+            + "SHOW VERSION, SHOW SWITCHOVER, PAUSE [server], RESUME [server], RELOAD, DISABLE <server>, ENABLE <server>, KILL <server>, "
+            + "SWITCHOVER TO <server> [TIMEOUT <s>] [DRY RUN] [FORCE].")
         #expect(error.hint == "SHOW HELP lists the commands.")
     }
 
@@ -117,7 +118,7 @@ import Testing
         #expect(parseError("pause a b")?.message == "PAUSE takes at most one server name in admin command")
         #expect(parseError("kill")?.message == "KILL needs exactly one server name in admin command")
         #expect(parseError("SHOW nothing")?.message == "unknown SHOW target \"nothing\" in admin command")
-        #expect(parseError("SHOW")?.message == "SHOW needs one of: HELP, SERVERS, POOLS, CLIENTS, STATS, CONFIG, VERSION in admin command")
+        #expect(parseError("SHOW")?.message == "SHOW needs one of: HELP, SERVERS, POOLS, CLIENTS, STATS, CONFIG, VERSION, SWITCHOVER in admin command")
         #expect(parseError("select 1")?.message == "unknown command \"select\" in admin command")
         #expect(parseError("")?.message == "empty command in admin command")
         #expect(parseError(";")?.message == "empty command in admin command")
@@ -125,7 +126,7 @@ import Testing
 
     @Test func helpListsEveryCommandOnce() {
         let commands = AdminCommand.help.map(\.command)
-        #expect(commands.count == 13)
+        #expect(commands.count == 15)
         #expect(Set(commands).count == commands.count)
         #expect(AdminCommand.help.allSatisfy { !$0.description.isEmpty })
         #expect(AdminCommand.databaseName == "switchyard")
@@ -173,5 +174,23 @@ import Testing
         let result = AdminResult(messages: ["paused r1", "paused r2"])
         #expect(result.rows == [[.text("paused r1")], [.text("paused r2")]])
         #expect(AdminResult(messages: []).rows.isEmpty)
+    }
+}
+
+@Suite struct SwitchoverCommandTests {
+    @Test func parsesEveryOption() throws {
+        #expect(try AdminCommand.parse("switchover to standby") == .switchover(.init(target: "standby")))
+        #expect(try AdminCommand.parse("SWITCHOVER TO \"Blue\" TIMEOUT 2.5 DRY RUN FORCE;")
+                == .switchover(.init(target: "Blue", timeout: .milliseconds(2500), dryRun: true, force: true)))
+        #expect(try AdminCommand.parse("show switchover") == .showSwitchover)
+        #expect(AdminCommand.switchover(.init(target: "x")).tag == "SWITCHOVER")
+        #expect(AdminCommand.showSwitchover.columns.map(\.name) == AdminCommand.switchover(.init(target: "x")).columns.map(\.name))
+    }
+
+    @Test(arguments: ["SWITCHOVER", "SWITCHOVER standby", "SWITCHOVER TO", "SWITCHOVER TO s TIMEOUT", "SWITCHOVER TO s TIMEOUT -1",
+                      "SWITCHOVER TO s TIMEOUT 1 TIMEOUT 2", "SWITCHOVER TO s DRY", "SWITCHOVER TO s FORCE FORCE", "SWITCHOVER TO s NOW"])
+    func rejectsMalformedForms(_ text: String) {
+        #expect(throws: ErrorFields.self) { try AdminCommand.parse(text) }
+        do { _ = try AdminCommand.parse(text) } catch { #expect(error.code == SQLState.syntaxError) }
     }
 }

@@ -92,7 +92,7 @@ struct ConfigurationErrorTests {
             "proxy.conf:3: port of server 'r1' must be an integer, got 'http'",
             "proxy.conf:4: server 'r2' needs host=...",
             "proxy.conf:4: weight of server 'r2' must be at least 1, got 0",
-            "proxy.conf:5: role of server 'r3' must be one of primary, replica, got 'leader'",
+            "proxy.conf:5: role of server 'r3' must be one of primary, replica, standby, got 'leader'",
             "proxy.conf:6: invalid server name 'bad.name' (use letters, digits, '_' and '-')",
             "proxy.conf:7: server 'r4': expected space-separated key=value pairs (quote values containing spaces)",
         ])

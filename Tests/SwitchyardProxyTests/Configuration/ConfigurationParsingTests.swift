@@ -18,7 +18,9 @@ struct ConfigurationParsingTests {
             ServerDefinition(name: "replica2", host: "127.0.0.1", port: 15434, role: .replica),
         ])
         #expect(config.primary.name == "primary")
-        #expect(Set(config.users.keys) == ["app", "app_md5", "app_plain", "app_trust", "admin"])
+        #expect(Set(config.users.keys) == ["app", "app_md5", "app_plain", "app_trust", "admin", "switchover"])
+        #expect(config.switchover.user == "switchover")
+        #expect(config.switchover.stateFile?.hasSuffix("/switchyard-state.json") == true, "resolved against the file's directory")
         #expect(config.users["app_md5"] == UserDefinition(
             name: "app_md5", clientSecret: .plaintext("md5-secret"), serverPassword: "md5-secret"))
         #expect(config.users["app_trust"]?.serverUser == "app_trust")
@@ -37,7 +39,7 @@ struct ConfigurationParsingTests {
             uncommented.append(key)
             return String(line.dropFirst())
         }.joined(separator: "\n")
-        #expect(uncommented.count == 23)
+        #expect(uncommented.count == 25)
         #expect(try ProxyConfiguration.parse(expanded) == ProxyConfiguration.parse(text))
     }
 
@@ -58,6 +60,7 @@ struct ConfigurationParsingTests {
         #expect(config.serverResetQuery == "DISCARD ALL")
         #expect(config.clientAuthMethod == .scramSHA256)
         #expect(config.adminUsers.isEmpty)
+        #expect(config.switchover == SwitchoverConfiguration(user: nil, drainTimeout: .seconds(5), maxLagBytes: 16 << 20, stateFile: nil))
         #expect(config.logLevel == "info")
         #expect(config.metricsAddress == "127.0.0.1" && config.metricsPort == nil)
         #expect(config.clientTLS == ClientTLSConfiguration())
@@ -216,5 +219,31 @@ struct ConfigurationParsingTests {
         }
         #expect(String(describing: ClientSecret.plaintext("x-topsecret")) == "plaintext(<redacted>)")
         #expect(String(describing: config.users["app"]!).contains("serverPassword: <redacted>"))
+    }
+}
+
+@Suite struct SwitchoverConfigurationTests {
+    @Test func keysAndTheirChecks() throws {
+        let text = """
+            [switchyard]
+            switchover_user = ops
+            switchover_drain_timeout = 1.5
+            switchover_max_lag = 1024
+            state_file = /var/lib/switchyard/state.json
+            [servers]
+            a = host=h role=primary
+            b = host=h role=standby
+            [users]
+            ops = password=x
+            """
+        let config = try ProxyConfiguration.parse(text)
+        #expect(config.switchover == SwitchoverConfiguration(user: "ops", drainTimeout: .milliseconds(1500), maxLagBytes: 1024,
+                                                             stateFile: "/var/lib/switchyard/state.json"))
+        #expect(config.servers[1].role == .standby)
+        let typo = text.replacingOccurrences(of: "switchover_user = ops", with: "switchover_user = opz")
+        #expect(throws: ConfigurationError.self) { try ProxyConfiguration.parse(typo) }
+        do { _ = try ProxyConfiguration.parse(typo) } catch {
+            #expect("\(error)".contains("switchover_user 'opz' is not defined in [users] or auth_file"))
+        }
     }
 }
