@@ -95,9 +95,6 @@ final class Switchover {
             return .preflightFailed("no server named \"\(name)\"; configured: \(topology.servers.map(\.name).joined(separator: ", "))")
         }
         guard target.name != oldPrimary.name else { return .preflightFailed("\"\(name)\" is already the primary") }
-        guard !topology.fenced.contains(name) else {
-            return .preflightFailed("\"\(name)\" is a fenced former primary; it must first stream from \(oldPrimary.name) again (a new base backup or pg_rewind, then role=standby)")
-        }
         guard runtime.pause.isEmpty else { return .preflightFailed("a PAUSE is in force; RESUME first") }
         guard topology.primaryState == .writable else { return .preflightFailed("the primary \"\(oldPrimary.name)\" is itself in recovery") }
         let primaryFacts: (systemID: String, lsn: LSN)
@@ -132,6 +129,10 @@ final class Switchover {
             for try await row in rows.decode((Bool, String, String, Bool).self) { facts = row }
             guard let (inRecovery, systemID, replayed, paused) = facts else { return .preflightFailed("no answer from \"\(name)\"") }
             guard inRecovery else {
+                if topology.fenced.contains(name) {
+                    // The revert that loses everything written since: only once it streams from the primary again.
+                    return .preflightFailed("\"\(name)\" is the fenced former primary, not a standby of \(oldPrimary.name): switching back would lose every write made on \(oldPrimary.name) since the switchover; make it a standby of \(oldPrimary.name) first (pg_basebackup or pg_rewind)")
+                }
                 return .preflightFailed("\"\(name)\" is not in recovery: it is a primary of its own, not a standby of \(oldPrimary.name); switching would lose the writes made since they parted")
             }
             guard systemID == primaryFacts.systemID else {

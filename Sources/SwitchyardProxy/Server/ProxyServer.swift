@@ -138,18 +138,25 @@ public final class ProxyServer: Service, Sendable {
         for shard in runtime.allShards {
             try? await shard.eventLoop.submit { shard.closeAllSessions() }.get()
         }
-        // Its connections must be closed before the event loops go away; a hung probe gets 2 s.
-        if let monitor {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await monitor.value }
-                group.addTask { try? await Task.sleep(for: .seconds(2)) }
-                await group.next()
-                group.cancelAll()
-            }
+        // Its connections must be closed before the event loops go away; a hung probe gets 2 s. Not a
+        // task group: leaving one waits for every child, and `monitor.value` ignores cancellation.
+        if let monitor, !(await Self.finishes(monitor, within: .seconds(2))) {
+            runtime.logger.warning("the health monitor did not stop within 2 s of the drain; shutting down without it")
         }
         await metricsServer.withLock { server in defer { server = nil }; return server }?.close()
         console.withLock { $0 = nil }
         runtime.logger.info("drained")
+    }
+
+    /// Whether `task` ends within `limit`; returns at the limit either way.
+    static func finishes(_ task: Task<Void, Never>, within limit: Duration) async -> Bool {
+        let resumed = Mutex<CheckedContinuation<Bool, Never>?>(nil)
+        return await withCheckedContinuation { continuation in
+            resumed.withLock { $0 = continuation }
+            let finish: @Sendable (Bool) -> Void = { value in resumed.withLock { $0.take() }?.resume(returning: value) }
+            Task { await task.value; finish(true) }
+            Task { try? await Task.sleep(for: limit); finish(false) }
+        }
     }
 
     public func shutdownEventLoops() async {

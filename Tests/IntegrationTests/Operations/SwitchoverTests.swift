@@ -17,12 +17,15 @@ extension IntegrationTests {
         static let labBase = RoutingCluster.baseDirectory + "-lab"
 
         /// A fresh lab: every test starts from a primary whose standby streams from it.
-        static func startLab() async throws {
+        static func startLab() async throws { try await labScript("start") }
+
+        /// `deploy/switchover-lab.sh <command>` beside the shared test cluster's directory.
+        static func labScript(_ command: String) async throws {
             let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent().deletingLastPathComponent().path
-            let result = try await runUnmaskedProcess("/bin/bash", [root + "/deploy/switchover-lab.sh", "start"],
+            let result = try await runUnmaskedProcess("/bin/bash", [root + "/deploy/switchover-lab.sh", command],
                                                       environment: ["SWITCHYARD_PG_DIR": RoutingCluster.baseDirectory], timeout: .seconds(120))
-            guard result.succeeded else { throw HarnessError("switchover lab did not start: \(result)") }
+            guard result.succeeded else { throw HarnessError("switchover-lab.sh \(command) failed: \(result)") }
         }
 
         /// Superuser SQL straight to a lab server over its socket; returns the trimmed output.
@@ -163,6 +166,18 @@ extension IntegrationTests {
             let again = try await psql(port: proxy.port, database: "bench", ["insert into \(marker) values (2)"])
             #expect(again.succeeded, "\(again)")
             #expect(try await Self.lab(15441, "select count(*) from \(marker)") == "2")
+
+            // Switching back is proven the same way: refused while the former primary does not replicate
+            // from the new one (the revert that loses the writes made in between), done once it does.
+            let refused = try await Self.console(proxy, "SWITCHOVER TO primary")
+            #expect(!refused.succeeded && refused.stderr.contains("would lose every write made on standby"), "\(refused.stderr)")
+            try await Self.labScript("rebuild-primary")
+            let back = try await Self.console(proxy, "SWITCHOVER TO primary")
+            #expect(back.succeeded && back.output.contains("|switched|standby|primary|"), "\(back)\n\(proxy.log(limit: 2000))")
+            let third = try await psql(port: proxy.port, database: "bench", ["insert into \(marker) values (3)", "select count(*) from \(marker)"])
+            #expect(third.lines.last == "3", "the writes made on the interim primary came back with it: \(third)")
+            #expect(try await Self.lab(15440, "select pg_is_in_recovery()") == "f")
+            #expect(try await Self.lab(15441, "show default_transaction_read_only") == "on", "the interim primary is fenced now")
         }
     }
 }
