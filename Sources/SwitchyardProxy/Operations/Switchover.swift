@@ -224,22 +224,40 @@ final class Switchover {
         }
     }
 
+    /// Requests promotion and watches for its end. `pg_promote(wait => true)` looks only every 100 ms,
+    /// which would be most of the hold; asking `pg_is_in_recovery()` every 2 ms ends it as soon as the
+    /// target accepts writes.
     private func promote() async -> Machine.Event {
         let name = machine.request.target
         guard let connection = targetConnection else { return .promotionFailed("no connection to the target", targetPromoting: false) }
         do {
-            let rows = try await connection.query("select pg_promote(true, 30)", logger: logger)
-            var promoted = false
-            for try await done in rows.decode(Bool.self) { promoted = done }
-            if promoted { return .promoted }
-            return .promotionFailed("pg_promote on \(name) did not finish within 30 s", targetPromoting: true)
+            let rows = try await connection.query("select pg_promote(false)", logger: logger)
+            var requested = false
+            for try await done in rows.decode(Bool.self) { requested = done }
+            guard requested else { return .promotionFailed("pg_promote on \(name) could not signal the promotion", targetPromoting: false) }
         } catch {
-            // Refused before anything was requested (privileges, say): the target stays a standby.
-            if let psql = error as? PSQLError, let code = psql.serverInfo?[.sqlState], code.hasPrefix("42") || code == "55000" {
-                return .promotionFailed("pg_promote on \(name): \(ReplicaMonitor.describe(error))", targetPromoting: false)
-            }
-            return .promotionFailed("pg_promote on \(name): \(ReplicaMonitor.describe(error))", targetPromoting: true)
+            // Refused before anything was requested (privileges, not a standby): the target stays a standby.
+            return .promotionFailed("pg_promote on \(name): \(ReplicaMonitor.describe(error))", targetPromoting: !Self.isRefusal(error))
         }
+        let deadline = ContinuousClock.now + .seconds(30)
+        do {
+            while ContinuousClock.now < deadline {
+                let rows = try await connection.query("select pg_is_in_recovery()", logger: logger)
+                var inRecovery = true
+                for try await value in rows.decode(Bool.self) { inRecovery = value }
+                if !inRecovery { return .promoted }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            return .promotionFailed("\(name) was still in recovery 30 s after pg_promote", targetPromoting: true)
+        } catch {
+            return .promotionFailed("\(name) stopped answering while promoting: \(ReplicaMonitor.describe(error))", targetPromoting: true)
+        }
+    }
+
+    /// A server error that means the request was turned down, not lost on the way.
+    private static func isRefusal(_ error: Error) -> Bool {
+        guard let psql = error as? PSQLError, let code = psql.serverInfo?[.sqlState] else { return false }
+        return code.hasPrefix("42") || code == "55000"
     }
 
     // MARK: Flip, check, roll back
