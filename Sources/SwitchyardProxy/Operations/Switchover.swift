@@ -178,6 +178,8 @@ final class Switchover {
     /// transaction ID read: nothing committed can come after them.
     private func fence() async -> Machine.Event {
         guard let connection = primaryConnection else { return .fenceFailed("no connection to \(oldPrimary.name)") }
+        // Recorded first, so a restart after a crash from here on can settle the switch (SwitchoverRecovery).
+        if let problem = record(.fencing) { return .fenceFailed(problem) }
         // Our own idle connections would be terminated anyway; closing them first keeps the pools tidy.
         for shard in runtime.allShards {
             _ = try? await shard.eventLoop.submit { [name = oldPrimary.name] in shard.closeConnections(to: name) }.get()
@@ -230,6 +232,7 @@ final class Switchover {
     private func promote() async -> Machine.Event {
         let name = machine.request.target
         guard let connection = targetConnection else { return .promotionFailed("no connection to the target", targetPromoting: false) }
+        if let problem = record(.promoting) { return .promotionFailed(problem, targetPromoting: false) }
         do {
             let rows = try await connection.query("select pg_promote(false)", logger: logger)
             var requested = false
@@ -268,9 +271,7 @@ final class Switchover {
         var problem: String?
         let before = runtime.topology
         if let switched = before.switchedOver(to: name), let path = runtime.configuration.switchover.stateFile {
-            let state = SwitchoverStateFile(primary: name, fenced: switched.fenced.sorted(),
-                                            switchedAt: ISO8601DateFormatter().string(from: Date()))
-            do { try state.write(to: path) } catch { problem = error.description }
+            do { try SwitchoverStateFile(primary: name, fenced: switched.fenced.sorted()).write(to: path) } catch { problem = error.description }
         }
         report.heldClients = await runtime.snapshots().flatMap(\.clients).filter { $0.state == .paused }.count
         runtime.changeTopology { $0.switchedOver(to: name) ?? $0 }
@@ -310,6 +311,7 @@ final class Switchover {
                 }
                 _ = try await connection.query("alter system reset default_transaction_read_only", logger: logger)
                 _ = try await connection.query("select pg_reload_conf()", logger: logger)
+                if let failure = record(nil) { problem = failure }
             } catch {
                 problem = "could not un-fence \(oldPrimary.name) (run ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf(); there): \(ReplicaMonitor.describe(error))"
                 logger.error("switchover: rolling back failed to un-fence the old primary", metadata: ["error": "\(problem!)"])
@@ -319,6 +321,16 @@ final class Switchover {
         await runtime.broadcastPause(scope)
         if let holdStarted { report.longestHold = ContinuousClock.now - holdStarted }
         return .rolledBack(problem: problem)
+    }
+
+    /// Writes the switch in progress (`step`), or none, to `state_file`; the problem if that failed.
+    private func record(_ step: SwitchoverStateFile.Step?) -> String? {
+        guard let path = runtime.configuration.switchover.stateFile else { return "state_file is not set" }
+        let topology = runtime.topology
+        let state = SwitchoverStateFile(primary: oldPrimary.name, fenced: topology.fenced.sorted(),
+                                        switchingTo: step == nil ? nil : machine.request.target, step: step)
+        do { try state.write(to: path) } catch { return error.description }
+        return nil
     }
 
     private func connect(_ server: ServerDefinition, _ user: UserDefinition) async throws -> PostgresConnection {

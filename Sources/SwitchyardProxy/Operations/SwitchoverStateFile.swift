@@ -4,14 +4,31 @@ import Foundation
 /// primaries. Written before any held client goes on (write, fsync, rename, fsync the directory), and
 /// read at start-up, so a restarted proxy never sends writes to a former primary.
 struct SwitchoverStateFile: Codable, Sendable, Equatable {
+    /// How far a switchover got that this process may not have lived to finish.
+    enum Step: String, Codable, Sendable {
+        /// The fence is going up; the target has not been asked to promote.
+        case fencing
+        /// Promotion was requested: the target may become (or be) a primary.
+        case promoting
+    }
+
     var primary: String
     var fenced: [String]
-    /// When the switchover completed (ISO 8601), for the operator reading the file.
+    /// When the file was written (ISO 8601), for the operator reading it.
     var switchedAt: String
+    /// Set while a switchover to this server runs; a restart that finds it decides the outcome first.
+    var switchingTo: String?
+    var step: Step?
 
     enum CodingKeys: String, CodingKey {
-        case primary, fenced
+        case primary, fenced, step
         case switchedAt = "switched_at"
+        case switchingTo = "switching_to"
+    }
+
+    init(primary: String, fenced: [String], switchedAt: String = ISO8601DateFormatter().string(from: Date()),
+         switchingTo: String? = nil, step: Step? = nil) {
+        (self.primary, self.fenced, self.switchedAt, self.switchingTo, self.step) = (primary, fenced, switchedAt, switchingTo, step)
     }
 
     struct Problem: Error, CustomStringConvertible {

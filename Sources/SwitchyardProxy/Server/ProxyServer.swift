@@ -70,6 +70,8 @@ public final class ProxyServer: Service, Sendable {
         let runtime = self.runtime
         let configuration = runtime.configuration
         let console = self.console.withLock { $0 }
+        // Before the first client: a switchover this process did not finish is settled, one way or the other.
+        await SwitchoverRecovery.resolve(runtime, logger: runtime.logger)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -105,7 +107,7 @@ public final class ProxyServer: Service, Sendable {
         let address = channel.localAddress!
         runtime.logger.info("Switchyard listening", metadata: [
             "address": "\(address)", "pool_mode": "\(configuration.poolMode.rawValue)",
-            "primary": "\(configuration.primary.name) \(configuration.primary.host):\(configuration.primary.port)",
+            "primary": "\(runtime.topology.primary.name) \(runtime.topology.primary.host):\(runtime.topology.primary.port)",
         ])
         return address
     }

@@ -107,7 +107,44 @@ extension IntegrationTests {
             let history = try await Self.console(proxy, "SHOW SWITCHOVER")
             let outcomes = history.lines.map { $0.split(separator: "|", omittingEmptySubsequences: false)[1] }
             #expect(outcomes == ["refused", "refused", "refused", "refused", "dry run passed", "aborted", "aborted"], "\(history.output)")
-            #expect(!FileManager.default.fileExists(atPath: stateFile), "no switch, no state recorded")
+            let state = try JSONDecoder().decode([String: AnyCodableValue].self, from: Data(contentsOf: URL(fileURLWithPath: stateFile)))
+            #expect(state["primary"] == .string("primary") && state["switching_to"] == nil, "rolled back and recorded so: \(state)")
+        }
+
+        /// The proxy killed mid-switch (after the fence, before promotion): the restarted proxy finds the
+        /// switch unfinished in state_file, sees the target still a standby, and un-fences the old primary
+        /// before it serves anyone. Nothing is lost and no write reaches two primaries.
+        @Test func aProxyKilledMidSwitchSettlesItOnRestart() async throws {
+            try await Self.startLab()
+            let stateFile = Self.temporaryStateFile()
+            defer { try? FileManager.default.removeItem(atPath: stateFile) }
+            var proxy = try await Self.startProxy(stateFile: stateFile)
+            defer { proxy.stop() }
+            let table = uniqueName("sw_kill")
+            _ = try await psql(port: proxy.port, database: "bench", ["create table \(table) (id int)"])
+            // The target applies WAL 5 s late, so the switch waits in catch-up, fenced, when the proxy dies.
+            try await Self.lab(15441, "alter system set recovery_min_apply_delay = '5s'", database: "postgres")
+            try await Self.lab(15441, "select pg_reload_conf()", database: "postgres")
+            _ = try await psql(port: proxy.port, database: "bench", ["insert into \(table) values (1)"])
+            let port = proxy.port
+            let switching = Task { try await psql(port: port, user: "admin", database: "switchyard", ["SWITCHOVER TO standby TIMEOUT 20"], timeout: .seconds(30)) }
+            let fenced = await eventually(within: .seconds(10), every: .milliseconds(50)) {
+                (try? await Self.lab(15440, "show default_transaction_read_only")) == "on"
+            }
+            #expect(fenced, "the switch reached the fence")
+            proxy.kill(keepDirectory: true)
+            _ = try? await switching.value
+            let recorded = try String(contentsOfFile: stateFile, encoding: .utf8)
+            #expect(recorded.contains("\"switching_to\" : \"standby\"") && recorded.contains("\"step\" : \"fencing\""), "\(recorded)")
+
+            proxy = try await Self.startProxy(stateFile: stateFile)
+            #expect(proxy.log().contains("an interrupted switchover is rolled back"), "\(proxy.log())")
+            #expect(try await Self.lab(15440, "show default_transaction_read_only") == "off", "un-fenced before serving")
+            let write = try await psql(port: proxy.port, database: "bench", ["insert into \(table) values (2)", "select count(*) from \(table)"])
+            #expect(write.lines.last == "2", "writes go on to the old primary: \(write)")
+            #expect(try await Self.lab(15441, "select pg_is_in_recovery()", database: "postgres") == "t", "the target was never promoted")
+            try await Self.lab(15441, "alter system reset recovery_min_apply_delay", database: "postgres")
+            try await Self.lab(15441, "select pg_reload_conf()", database: "postgres")
         }
 
         /// The invariant: a switch under write load loses no commit and shows clients no error. pgbench's

@@ -159,3 +159,36 @@ import Testing
         #expect(throws: SwitchoverStateFile.Problem.self) { try SwitchoverStateFile.read(path) }
     }
 }
+
+/// A restart that finds a switchover unfinished in state_file: the target's own state decides.
+@Suite struct SwitchoverRecoveryTests {
+    typealias Failure = SwitchoverRecovery.ProbeFailure
+
+    @Test func aPromotedTargetCompletesTheSwitch() {
+        #expect(SwitchoverRecovery.decide(step: .fencing, targetInRecovery: .success(false)) == .completeForward)
+        #expect(SwitchoverRecovery.decide(step: .promoting, targetInRecovery: .success(false)) == .completeForward)
+    }
+
+    @Test func aStandbyNeverAskedToPromoteRollsBack() {
+        #expect(SwitchoverRecovery.decide(step: .fencing, targetInRecovery: .success(true)) == .rollBack)
+    }
+
+    @Test func anythingUncertainIsLeftToAnOperator() {
+        guard case .undecided = SwitchoverRecovery.decide(step: .promoting, targetInRecovery: .success(true)) else {
+            Issue.record("a requested promotion may still happen"); return
+        }
+        guard case .undecided(let why) = SwitchoverRecovery.decide(step: .fencing, targetInRecovery: .failure(Failure(description: "refused"))) else {
+            Issue.record("an unreachable target decides nothing"); return
+        }
+        #expect(why.contains("refused"))
+    }
+
+    @Test func theStepSurvivesTheFile() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("switchyard-state-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let state = SwitchoverStateFile(primary: "a", fenced: [], switchedAt: "x", switchingTo: "b", step: .promoting)
+        try state.write(to: path)
+        #expect(try SwitchoverStateFile.read(path) == state)
+        #expect(try String(contentsOfFile: path, encoding: .utf8).contains("\"switching_to\" : \"b\""))
+    }
+}
