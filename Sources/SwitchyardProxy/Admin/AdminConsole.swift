@@ -31,15 +31,14 @@ public final class AdminConsole: Sendable {
             logger.info("admin command", metadata: metadata)
         }
         do {
-            if case .switchover(let options) = command { return try await switchover(options, progress: progress) }
-            return try await run(command)
+            return try await run(command, progress: progress)
         } catch {
             logger.warning("admin command failed", metadata: metadata.merging(["error": "\(error)"]) { $1 })
             throw error
         }
     }
 
-    private func run(_ command: AdminCommand) async throws -> AdminResult {
+    private func run(_ command: AdminCommand, progress: @escaping @Sendable (String) -> Void) async throws -> AdminResult {
         switch command {
         case .showHelp:
             return AdminResult(rows: AdminCommand.help.map { [.text($0.command), .text($0.description)] })
@@ -58,7 +57,7 @@ public final class AdminConsole: Sendable {
         case .showSwitchover:
             return AdminResult(rows: switchovers.withLock { $0.history.map(\.row) })
         case .switchover(let options):
-            return try await switchover(options, progress: { _ in })
+            return try await switchover(options, progress: progress)
         case .pause(let server):
             return try await pause(server)
         case .resume(let server):
@@ -85,10 +84,7 @@ public final class AdminConsole: Sendable {
             return AdminResult(messages: [changed ? "server \"\(name)\" is back in rotation once its health checks pass" : "server \"\(name)\" was not disabled"])
         case .kill(let name):
             _ = try existingServer(name)
-            var closed = 0
-            for shard in runtime.allShards {
-                closed += (try? await shard.eventLoop.submit { shard.closeConnections(to: name) }.get()) ?? 0
-            }
+            let closed = await runtime.closeConnections(to: name)
             logger.notice("killed server connections", metadata: ["server": "\(name)", "connections": "\(closed)"])
             return AdminResult(messages: ["closed \(closed) connection\(closed == 1 ? "" : "s") to server \"\(name)\""])
         }

@@ -19,4 +19,19 @@ enum ControlConnection {
         }
         return try await PostgresConnection.connect(on: eventLoop, configuration: options, id: 0, logger: logger)
     }
+
+    /// Connects, runs `body`, and closes the connection whatever happened (postgres-nio wants every
+    /// connection closed before it goes away).
+    static func with<T>(_ server: ServerDefinition, as user: UserDefinition, configuration: ProxyConfiguration, on eventLoop: EventLoop,
+                        logger: Logger, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        let connection = try await connect(to: server, as: user, configuration: configuration, on: eventLoop, logger: logger)
+        do {
+            let result = try await body(connection)
+            try? await connection.close()
+            return result
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
 }

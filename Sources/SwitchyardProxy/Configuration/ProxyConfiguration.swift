@@ -51,6 +51,9 @@ public struct ProxyConfiguration: Sendable, Equatable {
     /// The file this was loaded from; nil when parsed from a string.
     public var sourcePath: String?
 
+    /// The `[users]` entry of `switchover_user`; nil when unset (validation guarantees a set one exists).
+    var switchoverUser: UserDefinition? { switchover.user.flatMap { users[$0] } }
+
     /// The one server with `role=primary` (validation guarantees it exists).
     public var primary: ServerDefinition {
         guard let primary = servers.first(where: { $0.role == .primary }) else {

@@ -82,7 +82,7 @@ final class Switchover {
         let configuration = runtime.configuration
         let topology = runtime.topology
         let name = machine.request.target
-        guard let userName = configuration.switchover.user, let user = configuration.users[userName] else {
+        guard let user = configuration.switchoverUser else {
             return .preflightFailed("switchover_user is not set: the fence and the promotion need a [users] entry with the privileges listed in the README")
         }
         guard configuration.switchover.stateFile != nil else {
@@ -181,9 +181,7 @@ final class Switchover {
         // Recorded first, so a restart after a crash from here on can settle the switch (SwitchoverRecovery).
         if let problem = record(.fencing) { return .fenceFailed(problem) }
         // Our own idle connections would be terminated anyway; closing them first keeps the pools tidy.
-        for shard in runtime.allShards {
-            _ = try? await shard.eventLoop.submit { [name = oldPrimary.name] in shard.closeConnections(to: name) }.get()
-        }
+        _ = await runtime.closeConnections(to: oldPrimary.name)
         do {
             _ = try await connection.query("alter system set default_transaction_read_only = on", logger: logger)
             _ = try await connection.query("select pg_reload_conf()", logger: logger)
@@ -301,27 +299,38 @@ final class Switchover {
 
     /// Un-fences the old primary when the fence went up, then releases the held clients onto it.
     private func rollBack(unfence: Bool) async -> Machine.Event {
-        var problem: String?
-        if unfence {
-            do {
-                let connection: PostgresConnection
-                if let existing = primaryConnection, !existing.isClosed { connection = existing } else {
-                    connection = try await connect(oldPrimary, runtime.configuration.switchover.user.flatMap { runtime.configuration.users[$0] }!)
-                    primaryConnection = connection
-                }
-                _ = try await connection.query("alter system reset default_transaction_read_only", logger: logger)
-                _ = try await connection.query("select pg_reload_conf()", logger: logger)
-                if let failure = record(nil) { problem = failure }
-            } catch {
-                problem = "could not un-fence \(oldPrimary.name) (run ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf(); there): \(ReplicaMonitor.describe(error))"
-                logger.error("switchover: rolling back failed to un-fence the old primary", metadata: ["error": "\(problem!)"])
-            }
-        }
+        let problem = unfence ? await lowerFence() : nil
         let scope = runtime.updatePause { $0.servers.remove(oldPrimary.name) }
         await runtime.broadcastPause(scope)
         if let holdStarted { report.longestHold = ContinuousClock.now - holdStarted }
         return .rolledBack(problem: problem)
     }
+
+    /// Un-fences the old primary and records that no switch is in progress; the problem, if any.
+    private func lowerFence() async -> String? {
+        let problem: String
+        do {
+            if primaryConnection?.isClosed ?? true {
+                guard let user = runtime.configuration.switchoverUser else { return "switchover_user is gone from the configuration; run \(Self.unfenceByHand) on \(oldPrimary.name)" }
+                primaryConnection = try await connect(oldPrimary, user)
+            }
+            try await Self.unfence(primaryConnection!, logger: logger)
+            return record(nil)
+        } catch {
+            problem = "could not un-fence \(oldPrimary.name) (run \(Self.unfenceByHand) there): \(ReplicaMonitor.describe(error))"
+        }
+        logger.error("switchover: rolling back failed to un-fence the old primary", metadata: ["error": "\(problem)"])
+        return problem
+    }
+
+    /// Lifts the fence: the old primary takes writes again.
+    static func unfence(_ connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("alter system reset default_transaction_read_only", logger: logger)
+        try await connection.query("select pg_reload_conf()", logger: logger)
+    }
+
+    /// What an operator runs on the old primary when the proxy could not un-fence it.
+    static let unfenceByHand = "ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf();"
 
     /// Writes the switch in progress (`step`), or none, to `state_file`; the problem if that failed.
     private func record(_ step: SwitchoverStateFile.Step?) -> String? {

@@ -31,8 +31,7 @@ enum SwitchoverRecovery {
         guard let path = configuration.switchover.stateFile, let state = try? SwitchoverStateFile.read(path),
               let targetName = state.switchingTo, let step = state.step else { return }
         let topology = runtime.topology
-        guard let target = topology.server(named: targetName),
-              let user = configuration.switchover.user.flatMap({ configuration.users[$0] }) else {
+        guard let target = topology.server(named: targetName), let user = configuration.switchoverUser else {
             logger.critical("state_file records an unfinished switchover that cannot be checked (target or switchover_user missing); the old primary stays in force and may be fenced (read-only)",
                             metadata: ["state_file": "\(path)", "target": "\(targetName)"])
             return
@@ -43,10 +42,11 @@ enum SwitchoverRecovery {
         let eventLoop = runtime.allShards[0].eventLoop
         let answer: Result<Bool, ProbeFailure>
         do {
-            let connection = try await ControlConnection.connect(to: target, as: user, configuration: configuration, on: eventLoop, logger: logger)
-            defer { connection.close().whenComplete { _ in withExtendedLifetime(connection) {} } }
-            var inRecovery: Bool?
-            for try await value in try await connection.query("select pg_is_in_recovery()", logger: logger).decode(Bool.self) { inRecovery = value }
+            let inRecovery = try await ControlConnection.with(target, as: user, configuration: configuration, on: eventLoop, logger: logger) { connection in
+                var inRecovery: Bool?
+                for try await value in try await connection.query("select pg_is_in_recovery()", logger: logger).decode(Bool.self) { inRecovery = value }
+                return inRecovery
+            }
             answer = inRecovery.map { .success($0) } ?? .failure(ProbeFailure(description: "no answer"))
         } catch {
             answer = .failure(ProbeFailure(description: ReplicaMonitor.describe(error)))
@@ -62,21 +62,20 @@ enum SwitchoverRecovery {
             logger.notice("an interrupted switchover is completed: the target was promoted, so it is the primary")
         case .rollBack:
             do {
-                let old = try await ControlConnection.connect(to: topology.primary, as: user, configuration: configuration, on: eventLoop, logger: logger)
-                defer { old.close().whenComplete { _ in withExtendedLifetime(old) {} } }
-                try await old.query("alter system reset default_transaction_read_only", logger: logger)
-                try await old.query("select pg_reload_conf()", logger: logger)
+                try await ControlConnection.with(topology.primary, as: user, configuration: configuration, on: eventLoop, logger: logger) { old in
+                    try await Switchover.unfence(old, logger: logger)
+                }
                 try SwitchoverStateFile(primary: state.primary, fenced: state.fenced).write(to: path)
                 logger.notice("an interrupted switchover is rolled back: the target was never promoted, the old primary is un-fenced")
             } catch {
                 logger.critical("an interrupted switchover could not be rolled back; the old primary may be fenced (read-only)",
                                 metadata: ["error": "\(error)",
-                                           "fix": "on the old primary: ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf(); then restart or retry"])
+                                           "fix": "on the old primary: \(Switchover.unfenceByHand) then restart or retry"])
             }
         case .undecided(let why):
             logger.critical("an interrupted switchover is left undecided; the old primary stays in force and may be fenced (read-only)", metadata: [
                 "reason": "\(why)", "state_file": "\(path)",
-                "fix": "if the target is a primary now, write its name as primary in state_file (and drop switching_to); otherwise un-fence the old primary (ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()) and drop switching_to",
+                "fix": "if the target is a primary now, write its name as primary in state_file (and drop switching_to); otherwise un-fence the old primary (\(Switchover.unfenceByHand)) and drop switching_to",
             ])
         }
     }

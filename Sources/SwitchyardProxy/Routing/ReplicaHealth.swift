@@ -79,7 +79,5 @@ public struct ReplicaHealth: Sendable, Equatable {
 
 /// Parses a textual LSN (`16/B374D848`) into a byte position.
 public func parseLSN(_ text: String) -> Int64? {
-    let parts = text.split(separator: "/")
-    guard parts.count == 2, let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16) else { return nil }
-    return Int64(bitPattern: high << 32 | low)
+    LSN(text).map { Int64(bitPattern: $0.value) }
 }

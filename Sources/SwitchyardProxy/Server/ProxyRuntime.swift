@@ -158,6 +158,16 @@ final class ProxyRuntime: Sendable {
         }
     }
 
+    /// KILL, and a switchover's fence: closes every connection to `server` on every loop, busy ones
+    /// too; returns how many.
+    func closeConnections(to server: String) async -> Int {
+        var closed = 0
+        for shard in allShards {
+            closed += (try? await shard.eventLoop.submit { shard.closeConnections(to: server) }.get()) ?? 0
+        }
+        return closed
+    }
+
     /// Gives every loop the new pause scope; held work that is no longer covered goes ahead.
     func broadcastPause(_ scope: PauseScope) async {
         for shard in allShards {

@@ -43,6 +43,13 @@ extension IntegrationTests {
             try await psql(port: proxy.port, user: "admin", database: "switchyard", [sql], timeout: .seconds(90))
         }
 
+        /// The target applies WAL `delay` late (`recovery_min_apply_delay`); nil ends the delay.
+        static func delayTargetReplay(_ delay: String?) async throws {
+            try await lab(15441, delay.map { "alter system set recovery_min_apply_delay = '\($0)'" } ?? "alter system reset recovery_min_apply_delay",
+                          database: "postgres")
+            try await lab(15441, "select pg_reload_conf()", database: "postgres")
+        }
+
         static func startProxy(stateFile: String, extra: [RoutingServerEntry] = []) async throws -> RoutingProxy {
             try await RoutingProxy.start(
                 ["switchover_user": "switchover", "state_file": stateFile, "switchover_drain_timeout": "3"],
@@ -89,8 +96,7 @@ extension IntegrationTests {
             #expect(try await Self.lab(15440, "show default_transaction_read_only") == "off", "the drain abort never fenced")
 
             // The target applies WAL 3 s late: catch-up cannot finish within TIMEOUT 1, so the fence comes down again.
-            try await Self.lab(15441, "alter system set recovery_min_apply_delay = '3s'", database: "postgres")
-            try await Self.lab(15441, "select pg_reload_conf()", database: "postgres")
+            try await Self.delayTargetReplay("3s")
             _ = try await psql(port: proxy.port, database: "bench", ["insert into \(table) values (3)"])
             let late = try await Self.console(proxy, "SWITCHOVER TO standby TIMEOUT 1")
             #expect(!late.succeeded)
@@ -101,8 +107,7 @@ extension IntegrationTests {
             #expect(after.succeeded, "\(after)")
             #expect(after.lines.last == "4", "writes go on to the old primary after the rollback, nothing lost")
             #expect(try await Self.lab(15441, "select pg_is_in_recovery()", database: "postgres") == "t", "the target was never promoted")
-            try await Self.lab(15441, "alter system reset recovery_min_apply_delay", database: "postgres")
-            try await Self.lab(15441, "select pg_reload_conf()", database: "postgres")
+            try await Self.delayTargetReplay(nil)
 
             let history = try await Self.console(proxy, "SHOW SWITCHOVER")
             let outcomes = history.lines.map { $0.split(separator: "|", omittingEmptySubsequences: false)[1] }
@@ -188,8 +193,7 @@ extension IntegrationTests {
             let table = uniqueName("sw_kill")
             _ = try await psql(port: proxy.port, database: "bench", ["create table \(table) (id int)"])
             // The target applies WAL 5 s late, so the switch waits in catch-up, fenced, when the proxy dies.
-            try await Self.lab(15441, "alter system set recovery_min_apply_delay = '5s'", database: "postgres")
-            try await Self.lab(15441, "select pg_reload_conf()", database: "postgres")
+            try await Self.delayTargetReplay("5s")
             _ = try await psql(port: proxy.port, database: "bench", ["insert into \(table) values (1)"])
             let port = proxy.port
             let switching = Task { try await psql(port: port, user: "admin", database: "switchyard", ["SWITCHOVER TO standby TIMEOUT 20"], timeout: .seconds(30)) }
@@ -208,8 +212,7 @@ extension IntegrationTests {
             let write = try await psql(port: proxy.port, database: "bench", ["insert into \(table) values (2)", "select count(*) from \(table)"])
             #expect(write.lines.last == "2", "writes go on to the old primary: \(write)")
             #expect(try await Self.lab(15441, "select pg_is_in_recovery()", database: "postgres") == "t", "the target was never promoted")
-            try await Self.lab(15441, "alter system reset recovery_min_apply_delay", database: "postgres")
-            try await Self.lab(15441, "select pg_reload_conf()", database: "postgres")
+            try await Self.delayTargetReplay(nil)
         }
 
         /// The invariant: a switch under write load loses no commit and shows clients no error. pgbench's
