@@ -84,7 +84,10 @@ wal_keep_size = 512MB                   # replica has no slot; keep WAL for it
 hot_standby = on
 # Throwaway test data: trade durability for speed. Never use these in production.
 fsync = off
-synchronous_commit = ${SWITCHYARD_PG_SYNCHRONOUS_COMMIT:-off}
+# On, as in production: a commit's WAL is flushed (no fsync here) and streamed at once, so replicas
+# can replay a client's write within a millisecond or so and serve its next read (read-your-writes).
+# Off, WAL reaches replicas only when the WAL writer flushes it (wal_writer_delay, 200 ms).
+synchronous_commit = ${SWITCHYARD_PG_SYNCHRONOUS_COMMIT:-on}
 full_page_writes = off
 # Logs the auth method of every connection; handy when debugging the proxy.
 log_connections = on

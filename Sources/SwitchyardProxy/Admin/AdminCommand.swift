@@ -107,14 +107,15 @@ public enum AdminCommand: Sendable, Equatable {
         case .showHelp: [("command", .text), ("description", .text)]
         case .showServers:
             [("name", .text), ("role", .text), ("host", .text), ("port", .int8), ("state", .text), ("lag_bytes", .int8),
-             ("lag_seconds", .float8), ("active", .int8), ("idle", .int8), ("weight", .int8), ("last_error", .text)]
+             ("lag_seconds", .float8), ("active", .int8), ("idle", .int8), ("weight", .int8), ("last_error", .text),
+             ("replay_lsn", .text)]
         case .showPools:
             [("database", .text), ("user", .text), ("server", .text), ("cl_active", .int8), ("cl_waiting", .int8),
              ("cl_paused", .int8), ("sv_active", .int8), ("sv_idle", .int8), ("sv_login", .int8), ("maxwait_ms", .float8),
              ("pool_size", .int8)]
         case .showClients:
             [("id", .int8), ("user", .text), ("database", .text), ("address", .text), ("state", .text), ("server", .text),
-             ("application_name", .text), ("connected_seconds", .float8)]
+             ("application_name", .text), ("connected_seconds", .float8), ("read_consistency", .text), ("last_write_lsn", .text)]
         case .showStats:
             [("server", .text), ("role", .text), ("queries", .int8), ("transactions", .int8), ("bytes_received", .int8),
              ("bytes_sent", .int8), ("avg_query_ms", .float8), ("p99_query_ms", .float8), ("avg_transaction_ms", .float8),

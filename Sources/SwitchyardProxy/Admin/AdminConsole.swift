@@ -202,6 +202,7 @@ public final class AdminConsole: Sendable {
                 lag?.lagBytes.map { .integer($0) } ?? .null, lag.map { .double($0.lagSeconds) } ?? .null,
                 .integer(Int64(mine.reduce(0) { $0 + $1.leased })), .integer(Int64(mine.reduce(0) { $0 + $1.idle })),
                 .integer(Int64(server.weight)), status?.lastError.map { .text($0) } ?? .null,
+                lag?.replayPosition.map { .text($0.description) } ?? .null,
             ]
         }
     }
@@ -240,7 +241,8 @@ public final class AdminConsole: Sendable {
             [client.id.map { .integer(Int64($0)) } ?? .null, client.user.map(ColumnValue.text) ?? .null,
              client.database.map(ColumnValue.text) ?? .null, .text(client.address), .text(client.state.rawValue),
              client.server.map(ColumnValue.text) ?? .null, client.applicationName.map(ColumnValue.text) ?? .null,
-             .double(client.connectedFor.milliseconds / 1000)]
+             .double(client.connectedFor.milliseconds / 1000), client.readConsistency.map(ColumnValue.text) ?? .null,
+             client.lastWrite.map(ColumnValue.text) ?? .null]
         }
     }
 

@@ -16,6 +16,7 @@ final class ConfigurationParser {
         "client_tls_cert_file", "client_tls_key_file", "server_tls_sslmode", "server_tls_ca_file",
         "default_route", "replica_fallback", "max_replica_lag", "max_replica_lag_seconds", "health_check_interval",
         "health_check_hysteresis", "health_check_user", "health_check_database", "track_extra_parameters",
+        "read_consistency", "read_consistency_max_wait",
         "auth_user", "auth_query", "auth_dbname", "auth_cache_ttl",
         "switchover_user", "switchover_drain_timeout", "switchover_max_lag", "state_file",
     ]

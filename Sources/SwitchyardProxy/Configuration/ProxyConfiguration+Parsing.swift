@@ -111,7 +111,9 @@ extension ConfigurationParser {
             healthCheckInterval: seconds("health_check_interval", default: 1, allowZero: false),
             healthCheckHysteresis: int("health_check_hysteresis", default: 3, 1...1000),
             healthCheckUser: healthUser?.value,
-            healthCheckDatabase: string("health_check_database", default: "postgres"))
+            healthCheckDatabase: string("health_check_database", default: "postgres"),
+            readConsistency: choice("read_consistency", default: ReadConsistency.session),
+            readConsistencyMaxWait: seconds("read_consistency_max_wait", default: 0.05))
     }
 
     /// The SWITCHOVER keys; the user must exist, since the privileged steps log in with its server credentials.
@@ -192,7 +194,7 @@ extension ConfigurationParser {
         var users: [String: UserDefinition] = [:]
         for entry in sections["users"]?.entries ?? [] {
             let what = "user '\(entry.key)'", line = entry.line
-            guard let fields = fields(entry, what, known: ["password", "server_user", "server_password", "route"]) else { continue }
+            guard let fields = fields(entry, what, known: ["password", "server_user", "server_password", "route", "read_consistency"]) else { continue }
             var secret: ClientSecret?
             if let password = fields["password"] {
                 guard let parsed = clientSecret(password, user: entry.key, auth: auth, line: line) else { continue }
@@ -206,9 +208,13 @@ extension ConfigurationParser {
                 continue
             }
             let route = fields["route"].map { checkChoice($0, RouteSetting.allCases.map(\.rawValue), what: "route of \(what)", line: line, key: entry.key) }
+            let consistency = fields["read_consistency"].map {
+                checkChoice($0, ReadConsistency.allCases.map(\.rawValue), what: "read_consistency of \(what)", line: line, key: entry.key)
+            }
             users[entry.key] = UserDefinition(name: entry.key, clientSecret: secret, serverUser: fields["server_user"],
                                               serverPassword: fields["server_password"] ?? secret?.plaintextValue,
-                                              route: route.flatMap { $0.flatMap(RouteSetting.init(rawValue:)) })
+                                              route: route.flatMap { $0.flatMap(RouteSetting.init(rawValue:)) },
+                                              readConsistency: consistency.flatMap { $0.flatMap(ReadConsistency.init(rawValue:)) })
         }
         return users
     }

@@ -50,6 +50,8 @@ extension ProxyConfiguration {
             ("health_check_interval", seconds(routing.healthCheckInterval)),
             ("health_check_hysteresis", "\(routing.healthCheckHysteresis)"), ("health_check_user", routing.healthCheckUser ?? ""),
             ("health_check_database", routing.healthCheckDatabase), ("track_extra_parameters", trackedParameters.joined(separator: ",")),
+            ("read_consistency", routing.readConsistency.rawValue),
+            ("read_consistency_max_wait", seconds(routing.readConsistencyMaxWait)),
             ("auth_user", authQuery?.user ?? ""), ("auth_query", authQuery?.query ?? ""),
             ("auth_dbname", authQuery?.database ?? ""), ("auth_cache_ttl", authQuery.map { seconds($0.cacheTTL) } ?? ""),
             ("switchover_user", switchover.user ?? ""), ("switchover_drain_timeout", seconds(switchover.drainTimeout)),

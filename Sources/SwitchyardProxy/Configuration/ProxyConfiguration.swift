@@ -79,10 +79,17 @@ public struct RoutingConfiguration: Sendable, Equatable {
     /// The `[users]` entry whose server credentials the health checks log in with.
     public var healthCheckUser: String?
     public var healthCheckDatabase: String
+    /// How fresh replica reads must be (a user's `read_consistency=` overrides it).
+    public var readConsistency: ReadConsistency
+    /// How long a read waits for a replica to replay what it must see before it goes to the primary.
+    public var readConsistencyMaxWait: Duration
 
     public init(defaultRoute: RouteSetting = .auto, fallbackToPrimary: Bool = true, maxLagBytes: Int64 = 16 << 20,
                 maxLagSeconds: Double = 10, healthCheckInterval: Duration = .seconds(1), healthCheckHysteresis: Int = 3,
-                healthCheckUser: String? = nil, healthCheckDatabase: String = "postgres") {
+                healthCheckUser: String? = nil, healthCheckDatabase: String = "postgres",
+                readConsistency: ReadConsistency = .session, readConsistencyMaxWait: Duration = .milliseconds(50)) {
+        self.readConsistency = readConsistency
+        self.readConsistencyMaxWait = readConsistencyMaxWait
         self.defaultRoute = defaultRoute
         self.fallbackToPrimary = fallbackToPrimary
         self.maxLagBytes = maxLagBytes
@@ -222,11 +229,14 @@ public struct UserDefinition: Sendable, Equatable, CustomStringConvertible, Cust
     public var serverPassword: String?
     /// This user's default route; nil follows `default_route`.
     public var route: RouteSetting?
+    /// This user's read consistency; nil follows `read_consistency`.
+    public var readConsistency: ReadConsistency?
 
     public init(name: String, clientSecret: ClientSecret?, serverUser: String? = nil, serverPassword: String? = nil,
-                route: RouteSetting? = nil) {
+                route: RouteSetting? = nil, readConsistency: ReadConsistency? = nil) {
         (self.name, self.clientSecret, self.serverUser, self.serverPassword) = (name, clientSecret, serverUser ?? name, serverPassword)
         self.route = route
+        self.readConsistency = readConsistency
     }
 
     public var description: String {

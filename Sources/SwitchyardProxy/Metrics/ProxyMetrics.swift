@@ -21,6 +21,12 @@ public final class ProxyMetrics: Sendable {
     let replicaFallbacks: Metrics.Counter
     let reloads: Metrics.Counter
     let failedReloads: Metrics.Counter
+    /// Reads that had to see a write (read-your-writes), by who served them.
+    let consistentReplicaReads: Metrics.Counter
+    let consistentPrimaryReads: Metrics.Counter
+    /// How long such reads waited for a replica to replay the write, and how many gave up waiting.
+    let consistencyWait: Metrics.Timer
+    let consistencyWaitTimeouts: Metrics.Counter
 
     public init() {
         let registry = PrometheusCollectorRegistry()
@@ -37,6 +43,10 @@ public final class ProxyMetrics: Sendable {
         replicaFallbacks = Metrics.Counter(label: "switchyard_routing_fallbacks_total", factory: factory)
         reloads = Metrics.Counter(label: "switchyard_reloads_total", dimensions: [("result", "ok")], factory: factory)
         failedReloads = Metrics.Counter(label: "switchyard_reloads_total", dimensions: [("result", "rejected")], factory: factory)
+        consistentReplicaReads = Metrics.Counter(label: "switchyard_read_consistency_reads_total", dimensions: [("served_by", "replica")], factory: factory)
+        consistentPrimaryReads = Metrics.Counter(label: "switchyard_read_consistency_reads_total", dimensions: [("served_by", "primary")], factory: factory)
+        consistencyWait = Metrics.Timer(label: "switchyard_read_consistency_wait_seconds", factory: factory)
+        consistencyWaitTimeouts = Metrics.Counter(label: "switchyard_read_consistency_wait_timeouts_total", factory: factory)
     }
 
     /// The metric objects of one server, made once and kept (pools hold them).

@@ -20,6 +20,10 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
     private weak var runtime: ProxyRuntime?
     /// Replicas currently fit for reads, as last published by the health monitor.
     private(set) var eligibleReplicas: [ServerDefinition] = []
+    /// Replicas' replay positions, as last reported by the ``ReplayPositionTracker``.
+    private(set) var replayPositions: [String: LSN] = [:]
+    /// Sessions whose next read waits for a replica to replay a position (read-your-writes).
+    private var replayWaiters: [(session: ClientSession, position: LSN)] = []
     private var classifier = StatementClassifier()
     /// Classifications by statement text: apps repeat the same few hundred statements.
     private var classifications: [ByteBuffer: StatementClassification] = [:]
@@ -66,14 +70,16 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
     }
 
     /// Picks the pool for `target`: the primary, or the eligible replica with the fewest
-    /// outstanding requests per unit of weight. Nil when a replica is wanted and none is eligible.
-    func pool(for identity: ClientIdentity, target: RoutePlanner.Target, excluding excluded: String? = nil) -> ConnectionPool? {
+    /// outstanding requests per unit of weight, among those known to have replayed `replayed`.
+    /// Nil when a replica is wanted and none qualifies.
+    func pool(for identity: ClientIdentity, target: RoutePlanner.Target, excluding excluded: String? = nil,
+              replayed: LSN? = nil) -> ConnectionPool? {
         switch target {
         case .primary:
             return pool(for: identity, server: topology.primary)
         case .replica:
             var best: (pool: ConnectionPool, load: Double)?
-            for replica in eligibleReplicas where replica.name != excluded {
+            for replica in eligibleReplicas where replica.name != excluded && hasReplayed(replica.name, replayed) {
                 let candidate = pool(for: identity, server: replica)
                 let load = Double(candidate.leasedCount + candidate.waiterCount + 1) / Double(replica.weight)
                 if best == nil || load < best!.load { best = (candidate, load) }
@@ -120,6 +126,44 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
         eligibleReplicas = replicas
     }
 
+    // MARK: Read-your-writes
+
+    private func hasReplayed(_ replica: String, _ position: LSN?) -> Bool {
+        guard let position else { return true }
+        return replayPositions[replica]?.covers(insertPosition: position) == true
+    }
+
+    /// Whether an eligible replica other than `excluded` is known to have replayed `position`.
+    func hasReplicaReplayed(_ position: LSN, excluding excluded: String? = nil) -> Bool {
+        eligibleReplicas.contains { $0.name != excluded && hasReplayed($0.name, position) }
+    }
+
+    /// Keeps `session` until a replica reports replaying `position` (it times out on its own).
+    func awaitReplay(_ session: ClientSession, position: LSN) {
+        eventLoop.assertInEventLoop()
+        replayWaiters.append((session, position))
+        runtime?.replayPositions.requestProbe()
+    }
+
+    func stopAwaitingReplay(_ session: ClientSession) {
+        replayWaiters.removeAll { $0.session === session }
+    }
+
+    /// The tracker's latest positions: waiting reads whose position a replica covers go on.
+    func replayPositionsUpdated(_ positions: [String: LSN]) {
+        eventLoop.assertInEventLoop()
+        replayPositions = positions
+        guard !replayWaiters.isEmpty else { return }
+        var ready: [ClientSession] = []
+        replayWaiters.removeAll { waiter in
+            guard hasReplicaReplayed(waiter.position) else { return false }
+            ready.append(waiter.session)
+            return true
+        }
+        if !replayWaiters.isEmpty { runtime?.replayPositions.requestProbe() }
+        for session in ready { session.replicaCaughtUp() }
+    }
+
     func sessionOpened(_ session: ClientSession) {
         sessions[ObjectIdentifier(session)] = session
     }
@@ -133,6 +177,7 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
         sessions[id] = nil
         if admitted.remove(id) != nil { runtime?.clientLeft() }
         held.removeAll { $0 === session }
+        stopAwaitingReplay(session)
     }
 
     var sessionCount: Int { sessions.count }
@@ -273,6 +318,9 @@ struct ClientSnapshot: Sendable {
     var server: String?
     var applicationName: String?
     var connectedFor: TimeAmount
+    /// Read-your-writes: the client's level, and its last write's position ("unknown" when a probe failed).
+    var readConsistency: String? = nil
+    var lastWrite: String? = nil
 }
 
 /// Everything one event loop reports to the admin console and the metrics endpoint.

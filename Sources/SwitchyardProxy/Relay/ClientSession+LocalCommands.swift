@@ -10,11 +10,14 @@ extension ClientSession {
         guard Self.mayBeLocalCommand(query.message.body), let classification = query.classification(by: shard),
               let command = localCommand(classification) else { return false }
         let status = backend == nil ? TransactionStatus.idle : tracker.status
-        perform(command)
+        if let error = perform(command) {
+            writeToClient { error.encode(into: &$0); BackendMessage.readyForQuery(status, into: &$0) }
+            return true
+        }
         writeToClient { buffer in
-            if command.returnsRow {
-                BackendMessage.rowDescription(columns: ["switchyard.route"], into: &buffer)
-                BackendMessage.dataRow([self.planner.setting.rawValue], into: &buffer)
+            if let setting = command.shownSetting {
+                BackendMessage.rowDescription(columns: [setting], into: &buffer)
+                BackendMessage.dataRow([self.localValue(of: command)], into: &buffer)
             }
             BackendMessage.commandComplete(command.commandTag, into: &buffer)
             BackendMessage.readyForQuery(status, into: &buffer)
@@ -35,12 +38,24 @@ extension ClientSession {
         return nil
     }
 
-    /// Carries out a local command (at its Query, or at its Execute in the extended protocol).
-    func perform(_ command: LocalCommand) {
+    /// Carries out a local command (at its Query, or at its Execute in the extended protocol); returns
+    /// the error Postgres would answer a bad SET with.
+    func perform(_ command: LocalCommand) -> ErrorFields? {
         switch command {
         case .route(.set(let setting)):
             planner.setting = setting
-        case .route(.show):
+        case .route(.setReadConsistency(let level)):
+            readFloor.level = level
+        case .route(.setMinimumReadLSN(let position)):
+            readFloor.minimumRead = position.value == 0 ? nil : position
+        case .route(.invalidValue(let parameter, let value, let hint)):
+            return ErrorFields(severity: .error, code: SQLState.invalidParameterValue,
+                               message: "invalid value for parameter \"\(parameter)\": \"\(value)\"", hint: hint)
+        case .route(.showProxySetting("last_write_lsn")) where readFloor.lastWrite == .unknown:
+            return ErrorFields(severity: .error, code: SQLState.objectNotInPrerequisiteState,
+                               message: "the position of this session's last write is not known",
+                               hint: "The primary did not answer after that write; the next write records a position again.")
+        case .route(.show), .route(.showProxySetting):
             break
         case .deallocate(let name?):
             preparedStatements[name] = nil
@@ -48,6 +63,19 @@ extension ClientSession {
         case .deallocate(nil):
             preparedStatements.removeAll()
             statementClasses.removeAll()
+        }
+        return nil
+    }
+
+    /// The value a SHOW answers with.
+    func localValue(of command: LocalCommand) -> String {
+        switch command {
+        case .route(.showProxySetting("read_consistency")): return readFloor.level.rawValue
+        case .route(.showProxySetting("min_read_lsn")): return (readFloor.minimumRead ?? LSN(0)).description
+        case .route(.showProxySetting("last_write_lsn")):
+            if case .at(let position) = readFloor.lastWrite { return position.description }
+            return LSN(0).description
+        default: return planner.setting.rawValue
         }
     }
 
@@ -91,16 +119,21 @@ extension ClientSession {
                 if describesStatement {
                     buffer.writeMessage(id: BackendMessageID.parameterDescription) { $0.writeInteger(Int16(0)) }
                 }
-                if command.returnsRow {
-                    BackendMessage.rowDescription(columns: ["switchyard.route"], into: &buffer)
+                if let setting = command.shownSetting {
+                    BackendMessage.rowDescription(columns: [setting], into: &buffer)
                 } else {
                     buffer.writeMessage(id: BackendMessageID.noData) { _ in }
                 }
             }
         case FrontendMessageID.execute:
-            perform(command)
+            if let error = perform(command) {
+                // As after any error in a batch: the rest is skipped up to the Sync.
+                batch = .discardingUntilSync
+                writeToClient { error.encode(into: &$0) }
+                return true
+            }
             writeToClient { buffer in
-                if command.returnsRow { BackendMessage.dataRow([self.planner.setting.rawValue], into: &buffer) }
+                if command.returnsRow { BackendMessage.dataRow([self.localValue(of: command)], into: &buffer) }
                 BackendMessage.commandComplete(command.commandTag, into: &buffer)
             }
         case FrontendMessageID.close:

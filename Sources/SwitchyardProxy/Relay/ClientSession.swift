@@ -85,6 +85,14 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var serverEndedWithFatal = false
     /// State on the attached server connection that keeps this transaction-mode client on it.
     var pin = ServerPin()
+    /// Read-your-writes: what a replica must have replayed to serve this client's reads.
+    var readFloor = ReadFloor(level: .session)
+    /// This client's database's watermark (``ReadConsistency/database``), looked up once at login.
+    var databaseWatermark: DatabaseWatermark?
+    /// The write position query behind a unit of work on the primary, while its answer is owed.
+    var watermarkProbe = WatermarkProbe()
+    /// A read waiting for a replica to replay what it must see, until this fires (then: the primary).
+    var replayWait: (timer: Scheduled<Void>, since: NIODeadline)?
     var nextTag = 1
     /// Messages forwarded unchanged during one read, written together: when they are the whole
     /// read, the read's own buffer goes out in one write.
@@ -211,6 +219,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         loginTimer?.cancel()
         loginTimer = nil
         idleTransactionTimer?.cancel()
+        replayWait?.timer.cancel()
+        replayWait = nil
         if let waitID { pool?.cancelWait(waitID) }
         waitID = nil
         // Forget the backend first: closing it below reports back through backendClosed, which must not
@@ -325,6 +335,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
         phase = .loggingIn(identity)
         planner.setting = shard.configuration.users[identity.user]?.route ?? shard.configuration.routing.defaultRoute
+        readFloor.level = shard.configuration.users[identity.user]?.readConsistency ?? shard.configuration.routing.readConsistency
+        databaseWatermark = runtime.databaseWatermarks.watermark(for: identity.database)
         clientParameters = runtime.parameterSync.startupValues(identity.startup.parameters)
         lease(from: shard.pool(for: identity, server: shard.topology.primary))
     }
@@ -348,7 +360,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         case .loggingIn(let identity):
             lease(from: shard.pool(for: identity, server: shard.topology.primary))
         case .relaying:
-            if backend == nil, waitID == nil, !pending.isEmpty { startUnit() }
+            if backend == nil, waitID == nil, replayWait == nil, !pending.isEmpty { startUnit() }
         case .startup, .authenticating, .closed:
             break
         }
@@ -404,6 +416,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 case .streamStart(let id, let bytes):
                     // A large message nobody needs to look into: it goes through as it arrives.
                     tracker.clientSent(id)
+                    unit.mayHaveWritten = true
                     noteRequestStarted()
                     if runtime.poolMode == .transaction, let request = ResponseSequencer.Request(frontendID: id) {
                         sendSynthesized(sequencer.sent(request))
@@ -421,7 +434,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Whether a large message of type `id` may be streamed to the attached server unread:
     /// only when nothing waits before it and routing, retries and statement names don't need it.
     func mayStream(_ id: UInt8) -> Bool {
-        guard backend != nil, pending.isEmpty, !unit.hold.isHolding, case .relayed = batch else { return false }
+        guard backend != nil, pending.isEmpty, !unit.hold.isHolding, !watermarkProbe.isAwaiting, case .relayed = batch else { return false }
         if runtime.poolMode == .session { return id != FrontendMessageID.terminate }
         switch id {
         case FrontendMessageID.copyData: return true
@@ -441,7 +454,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
         if case .local(let command) = batch, answerLocallyInBatch(message, command) { return }
         var request = ClientRequest(message)
-        let idleBetweenUnits = pending.isEmpty && waitID == nil && (backend == nil || tracker.isIdle)
+        let idleBetweenUnits = pending.isEmpty && waitID == nil && !watermarkProbe.isAwaiting && (backend == nil || tracker.isIdle)
         if idleBetweenUnits, message.id == FrontendMessageID.query, answerLocally(&request) { return }
         if idleBetweenUnits, startLocalBatch(&request) { return }
         if pending.isEmpty, waitID == nil, !closingIdleConnections, let database = databaseDDLTarget(&request) {
@@ -452,7 +465,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             pending.append(request)
             return startUnit()
         }
-        if let backend, pending.isEmpty, !closingIdleConnections, canForward(&request) {
+        if let backend, pending.isEmpty, !closingIdleConnections, !watermarkProbe.isAwaiting, canForward(&request) {
             forward(&request, to: backend)
         } else {
             pending.append(request)
@@ -460,8 +473,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
     }
 
-    /// Routes the unit that starts with `pending.first` and leases a server for it.
-    func startUnit(target forced: RoutePlanner.Target? = nil, excluding excluded: String? = nil) {
+    /// Routes the unit that starts with `pending.first` and leases a server for it. A replica read that
+    /// must see a write no replica is known to have replayed waits for one (`mayWait`), or goes to the primary.
+    func startUnit(target forced: RoutePlanner.Target? = nil, excluding excluded: String? = nil, mayWait: Bool = true) {
         guard let identity, !pending.isEmpty, !closingIdleConnections else { return }
         if runtime.isDraining {
             return fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
@@ -483,7 +497,16 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 message: "server \"\(primary)\" in the primary role is in recovery (a standby), so it cannot run writes",
                 hint: "Promote it, or configure the new primary and RELOAD. Reads still work."))
         }
-        var chosen = shard.pool(for: identity, target: target, excluding: excluded)
+        var replayed: LSN? = nil
+        if target == .replica {
+            switch placeRead(excluding: excluded, mayWait: mayWait) {
+            case .anyReplica: break
+            case .replica(let position): replayed = position
+            case .primary: target = .primary
+            case .wait(let position): return waitForReplay(position)
+            }
+        }
+        var chosen = shard.pool(for: identity, target: target, excluding: excluded, replayed: replayed)
         if chosen == nil {
             // No replica is eligible.
             guard shard.configuration.routing.fallbackToPrimary else {
@@ -548,7 +571,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             statementClasses[target.name] = nil
         }
         if unit.hold.isHolding { unit.sent.append(message) }
-        guard runtime.poolMode == .transaction else { return sendVerbatim(message, to: backend) }
+        guard transactionMode else { return sendVerbatim(message, to: backend) }
+        if !unit.mayHaveWritten, unit.role == .primary, readFloor.tracksWrites { noteWhetherItMayWrite(&request) }
         if forwardRewritingStatementNames(message, to: backend) { return }
         if let request = ResponseSequencer.Request(frontendID: message.id) { sendSynthesized(sequencer.sent(request)) }
         sendVerbatim(message, to: backend)
@@ -814,7 +838,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             logger.warning("could not reach replica; reading elsewhere", metadata: ["server": "\(failed)", "error": "\(error)"])
             runtime.metrics.replicaFailureRetries.increment()
             let retries = unit.retries + 1
-            startUnit(target: .replica, excluding: failed)
+            startUnit(target: .replica, excluding: failed, mayWait: false)
             unit.retries = retries
             return
         }
@@ -880,6 +904,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         var splitAnswer = false
         let transactionMode = runtime.poolMode == .transaction
         do {
+            if watermarkProbe.isAwaiting { return try watermarkProbeBytesRead(buffer) }
             if parameterSyncAnswer.isAwaiting {
                 guard let rest = try consumeSynchronizationAnswer(buffer), rest.readableBytes > 0 else { return }
                 buffer = rest
@@ -1000,13 +1025,22 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             if serverIsClean { pool?.release(backend, resetQuery: nil) } else { pool?.discard(backend) }
         }
         for message in resend.reversed() { pending.prepend(ClientRequest(message)) }
-        startUnit(target: target, excluding: excluded)
+        startUnit(target: target, excluding: excluded, mayWait: false)
     }
 
     func backendReadComplete() {
+        // At `read_consistency = database` the commit's ReadyForQuery waits for its write position.
+        if watermarkProbe.holdsClientOutput { return }
+        guard let backend, case .relaying = phase, !unit.hold.isHolding, !parameterSyncAnswer.isAwaiting, !watermarkProbe.isAwaiting,
+              tracker.awaitedReadyForQuery == 0, !tracker.extendedBatchOpen, backendScanner.isAtMessageBoundary else { return context.flush() }
+        if tracker.status == .idle, startWatermarkProbe(on: backend) { return }
         context.flush()
-        guard let backend, case .relaying = phase, !unit.hold.isHolding, !parameterSyncAnswer.isAwaiting,
-              tracker.awaitedReadyForQuery == 0, !tracker.extendedBatchOpen, backendScanner.isAtMessageBoundary else { return }
+        unitEnded(on: backend)
+    }
+
+    /// The unit's last answer reached the client: the server goes back to its pool, unless the client
+    /// keeps it (session mode, pinned) or is still in a transaction.
+    func unitEnded(on backend: BackendConnection) {
         if tracker.status == .idle {
             if let started = transactionStartedAt {
                 pool?.traffic.recordTransaction(.now() - started)
@@ -1040,6 +1074,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     func backendClosed(_ connection: BackendConnection) {
         guard connection === backend else { return }
         backend = nil
+        if watermarkProbe.isAwaiting { return watermarkProbeLost(connection) }
         if unit.hold.isHolding, unit.retries < 2 {
             // Nothing of the answer reached the client yet: run it on another replica or the primary.
             logger.warning("server \"\(connection.server.name)\" failed before answering; retrying the read elsewhere")
@@ -1098,13 +1133,14 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         case .startup, .authenticating, .loggingIn, .closed:
             state = heldFor != nil ? .paused : .login
         case .relaying:
-            state = heldFor != nil ? .paused : waitID != nil ? .waiting : backend != nil ? .active : .idle
+            state = heldFor != nil ? .paused : waitID != nil || replayWait != nil ? .waiting : backend != nil ? .active : .idle
         }
         return ClientSnapshot(
             id: cancelKey?.processID, user: identity?.user, database: identity?.database,
             address: context?.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?",
             state: state, server: backend?.server.name ?? heldFor,
-            applicationName: identity?.startup["application_name"], connectedFor: now - connectedAt)
+            applicationName: identity?.startup["application_name"], connectedFor: now - connectedAt,
+            readConsistency: identity == nil ? nil : readFloor.level.rawValue, lastWrite: readFloor.lastWrite.shown)
     }
 
     func forceClose() {
@@ -1137,7 +1173,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func returnOrDiscard(_ connection: BackendConnection) {
         guard let pool else { return connection.close() }
-        if tracker.isIdle, !unit.hold.isHolding, !parameterSyncAnswer.isAwaiting, backendScanner.isAtMessageBoundary,
+        if watermarkProbe.isAwaiting { watermarkProbeAbandoned() }
+        if tracker.isIdle, !unit.hold.isHolding, !parameterSyncAnswer.isAwaiting, !watermarkProbe.isAwaiting, backendScanner.isAtMessageBoundary,
            !(runtime.poolMode == .session && shard.configuration.serverResetMode == .close), !pin.isPinned {
             let reset = runtime.poolMode == .session ? shard.configuration.serverResetQuery : nil
             pool.release(connection, resetQuery: reset)
@@ -1197,6 +1234,8 @@ struct UnitOfWork {
     /// The replica's answer, held until it shows success (autocommit replica reads only).
     var hold: HeldAnswer
     var retries = 0
+    /// A statement not proven read-only ran: the unit's write position must be learnt (read-your-writes).
+    var mayHaveWritten = false
 
     init(role: ServerRole? = nil, holdsAnswer: Bool = false) {
         self.role = role

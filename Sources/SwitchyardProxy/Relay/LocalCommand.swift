@@ -9,13 +9,21 @@ enum LocalCommand: Equatable {
     /// that other clients may be using, so they must not be dropped there.
     case deallocate(name: String?)
 
-    /// The answer has a row (SHOW); the others answer with NoData.
-    var returnsRow: Bool { self == .route(.show) }
+    /// The setting a SHOW answers with a row; the other commands answer with NoData.
+    var shownSetting: String? {
+        switch self {
+        case .route(.show): return "switchyard.route"
+        case .route(.showProxySetting(let name)): return "switchyard." + name
+        default: return nil
+        }
+    }
+
+    var returnsRow: Bool { shownSetting != nil }
 
     var commandTag: String {
         switch self {
-        case .route(.set): return "SET"
-        case .route(.show): return "SHOW"
+        case .route(.show), .route(.showProxySetting): return "SHOW"
+        case .route: return "SET"
         case .deallocate(nil): return "DEALLOCATE ALL"
         case .deallocate: return "DEALLOCATE"
         }

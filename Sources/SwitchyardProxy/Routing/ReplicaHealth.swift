@@ -4,11 +4,14 @@ public struct ReplicaProbe: Sendable, Equatable {
     /// WAL bytes the replica has still to replay, or nil when the primary's position is unknown.
     public var lagBytes: Int64?
     public var lagSeconds: Double
+    /// `pg_last_wal_replay_lsn()`, for SHOW SERVERS.
+    public var replayPosition: LSN?
 
-    public init(inRecovery: Bool, lagBytes: Int64?, lagSeconds: Double) {
+    public init(inRecovery: Bool, lagBytes: Int64?, lagSeconds: Double, replayPosition: LSN? = nil) {
         self.inRecovery = inRecovery
         self.lagBytes = lagBytes
         self.lagSeconds = lagSeconds
+        self.replayPosition = replayPosition
     }
 }
 

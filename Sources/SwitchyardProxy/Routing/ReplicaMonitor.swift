@@ -58,17 +58,25 @@ final class ReplicaMonitor: Sendable {
         publish()
     }
 
-    /// Probes until the task is cancelled.
+    /// Probes until the task is cancelled; the replay positions reads wait for are tracked alongside.
     func run() async {
         guard let userName = runtime.configuration.routing.healthCheckUser, let user = runtime.configuration.users[userName] else {
             logger.info("no health_check_user configured: replicas get no reads, and volatility comes from the built-in catalog")
             return
         }
+        let (runtime, eventLoop, logger) = (self.runtime, self.eventLoop, self.logger)
+        await withDiscardingTaskGroup { group in
+            group.addTask { await runtime.replayPositions.run(runtime: runtime, user: user, eventLoop: eventLoop, logger: logger) }
+            await probe(as: user)
+            group.cancelAll()
+        }
+    }
+
+    private func probe(as user: UserDefinition) async {
         var connections: [String: PostgresConnection] = [:]
-        /// Each replica's replay position at the previous probe: replay that moves is keeping up.
-        var lastReplayed: [String: Int64] = [:]
-        /// When each replica was last seen caught up or replaying: time lag is how long replay has been stuck.
-        var lastProgress: [String: ContinuousClock.Instant] = [:]
+        /// The primary's position over time: a replica's time lag is the age of the WAL it replayed.
+        var history = PrimaryPositionHistory()
+        let origin = ContinuousClock.now
         var round = 0
         func discard(_ name: String) {
             // postgres-nio wants every connection closed before it goes away: keep it until it is.
@@ -94,6 +102,7 @@ final class ReplicaMonitor: Sendable {
                     """, logger: logger)
                 for try await (inRecovery, lsn, timeline) in rows.decode((Bool, String, Int32).self) {
                     primaryLSN = parseLSN(lsn)
+                    if !inRecovery, let position = LSN(lsn) { history.record(position, at: (ContinuousClock.now - origin).inSeconds) }
                     primaryTimeline = timeline > 0 ? Int(timeline) : nil
                     primaryProbed(primary, inRecovery: inRecovery)
                 }
@@ -122,17 +131,16 @@ final class ReplicaMonitor: Sendable {
                             changed = true
                         }
                         let replayPosition = parseLSN(replayed)
-                        // Nothing left to replay means no lag, however long ago the last write was; and replay
-                        // that advanced since the last probe is keeping up, even through a long transaction
-                        // that commits nothing for a while. Time lag counts only when replay is stuck.
+                        // Nothing left to replay means no lag in bytes, however long ago the last write was.
                         let caughtUp = received == replayed
-                        let progressing = replayPosition != nil && lastReplayed[replica.name].map { replayPosition! > $0 } == true
-                        lastReplayed[replica.name] = replayPosition
                         let lagBytes = caughtUp ? 0 : primaryLSN.flatMap { p in replayPosition.map { max(0, p - $0) } }
-                        let now = ContinuousClock.now
-                        if caughtUp || progressing { lastProgress[replica.name] = now }
-                        let stuckFor = lastProgress[replica.name].map { (now - $0).inSeconds } ?? seconds
-                        let probe = ReplicaProbe(inRecovery: inRecovery, lagBytes: lagBytes, lagSeconds: stuckFor)
+                        // The age of the replayed WAL; `seconds` is 0 when the replica never replayed a transaction.
+                        let lagSeconds = LSN(replayed).map {
+                            history.lagSeconds(replayed: $0, lastReplayedCommitAge: seconds > 0 ? seconds : nil,
+                                               now: (ContinuousClock.now - origin).inSeconds)
+                        } ?? seconds
+                        let probe = ReplicaProbe(inRecovery: inRecovery, lagBytes: lagBytes, lagSeconds: lagSeconds,
+                                                 replayPosition: LSN(replayed))
                         changed = update(replica) { $0.probeSucceeded(probe) } || changed
                     }
                     record(replica.name, error: nil)

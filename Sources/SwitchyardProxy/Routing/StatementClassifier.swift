@@ -30,6 +30,17 @@ public enum RouteCommand: Sendable, Equatable {
     case set(RouteSetting)
     /// SHOW switchyard.route
     case show
+    /// SET [SESSION] switchyard.read_consistency { TO | = } eventual | session | database
+    case setReadConsistency(ReadConsistency)
+    /// SET [SESSION] switchyard.min_read_lsn { TO | = } '0/16B3748' (a causal token; '0/0' clears it)
+    case setMinimumReadLSN(LSN)
+    /// SET of one of the above to a value it does not take: refused with 22023, as Postgres would.
+    case invalidValue(parameter: String, value: String, hint: String)
+    /// SHOW switchyard.read_consistency, switchyard.last_write_lsn or switchyard.min_read_lsn
+    case showProxySetting(String)
+
+    /// The `switchyard.*` settings a session can SHOW, and the ones it can SET.
+    static let shownSettings = ["route", "read_consistency", "last_write_lsn", "min_read_lsn"]
 }
 
 public struct StatementClassification: Sendable, Equatable {
@@ -213,8 +224,10 @@ struct ClassifierPass {
             return setStatement(&cursor)
         case .show:
             let name = cursor.next(), dot = cursor.next(), member = cursor.next()
-            let isRoute = isWord(name, "switchyard") && dot.kind == .dot && isWord(member, "route") && cursor.next().kind == .end
-            return Verdict(routeCommand: isRoute ? .show : nil)
+            guard isWord(name, "switchyard"), dot.kind == .dot, member.kind == .word, cursor.next().kind == .end else { return Verdict() }
+            let setting = word(member).lowercased()
+            guard RouteCommand.shownSettings.contains(setting) else { return Verdict() }
+            return Verdict(routeCommand: setting == "route" ? .show : .showProxySetting(setting))
         default:
             // DML, DDL, COPY, CALL, DO, LOCK, VACUUM, PREPARE/EXECUTE, DECLARE/FETCH, LISTEN/NOTIFY, SHOW, ...
             return Verdict(sessionEffect: sessionEffect(startingWith: first, &cursor))
@@ -462,10 +475,29 @@ struct ClassifierPass {
         let value = cursor.next()
         guard cursor.next().kind == .end else { return Verdict() }
         if let member {
-            guard !local, isWord(name, "switchyard"), isWord(member, "route") else { return Verdict() }
-            let setting: RouteSetting? = valueIs(value, "primary") ? .primary : valueIs(value, "replica") ? .replica
-                : valueIs(value, "auto") ? .auto : nil
-            return Verdict(routeCommand: setting.map { .set($0) })
+            guard !local, isWord(name, "switchyard") else { return Verdict() }
+            if isWord(member, "route") {
+                let setting: RouteSetting? = valueIs(value, "primary") ? .primary : valueIs(value, "replica") ? .replica
+                    : valueIs(value, "auto") ? .auto : nil
+                return Verdict(routeCommand: setting.map { .set($0) })
+            }
+            if isWord(member, "read_consistency") {
+                let text = settingValue(value)
+                guard let level = text.flatMap({ ReadConsistency(rawValue: $0.lowercased()) }) else {
+                    return Verdict(routeCommand: .invalidValue(parameter: "switchyard.read_consistency", value: text ?? "",
+                                                               hint: "Available values: eventual, session, database."))
+                }
+                return Verdict(routeCommand: .setReadConsistency(level))
+            }
+            if isWord(member, "min_read_lsn") {
+                let text = settingValue(value)
+                guard let position = text.flatMap(LSN.init) else {
+                    return Verdict(routeCommand: .invalidValue(parameter: "switchyard.min_read_lsn", value: text ?? "",
+                                                               hint: "A WAL position such as '0/16B3748', from SHOW switchyard.last_write_lsn."))
+                }
+                return Verdict(routeCommand: .setMinimumReadLSN(position))
+            }
+            return Verdict()
         }
         let on = valueIs(value, "on") || valueIs(value, "true") || valueIs(value, "yes") || valueIs(value, "1")
         let off = valueIs(value, "off") || valueIs(value, "false") || valueIs(value, "no") || valueIs(value, "0")
@@ -473,6 +505,26 @@ struct ClassifierPass {
         if !local && isWord(name, "default_transaction_read_only") { return Verdict(transactionControl: .setSessionReadOnly(on)) }
         if isWord(name, "transaction_read_only") { return Verdict(transactionControl: .setTransaction(readOnly: on)) }
         return Verdict()
+    }
+
+    /// A SET value's text: a word (down-cased, as Postgres does) or number, or a plain '...' literal's
+    /// contents. Cold paths only.
+    private func settingValue(_ token: SQLToken) -> String? {
+        switch token.kind {
+        case .word:
+            return word(token).lowercased()
+        case .number:
+            return word(token)
+        case .string where text[token.start] == UInt8(ascii: "'") && !token.escaped && token.end - token.start >= 2:
+            return String(decoding: UnsafeRawBufferPointer(rebasing: text[(token.start + 1)..<(token.end - 1)]), as: UTF8.self)
+        default:
+            return nil
+        }
+    }
+
+    /// A token's text. Cold paths only.
+    private func word(_ token: SQLToken) -> String {
+        String(decoding: UnsafeRawBufferPointer(rebasing: text[token.start..<token.end]), as: UTF8.self)
     }
 
     /// A SET value, as a word or number, or inside a plain '...' literal, equals `word` ignoring case.

@@ -343,6 +343,11 @@ enum ReplicaControl {
     /// replay, then waits until it streams.
     static func ensureHealthy() async throws {
         if try await !isRunning() { try await start() }
+        // A read-your-writes test that was killed may have left the replay delayed.
+        if (try? await query("select current_setting('recovery_min_apply_delay')")).map({ $0 != "0" }) == true {
+            _ = try await query("alter system reset recovery_min_apply_delay")
+            _ = try await query("select pg_reload_conf()")
+        }
         if (try? await isReplayPaused()) == true { try await resumeReplay() }
         try await waitUntilStreaming()
     }

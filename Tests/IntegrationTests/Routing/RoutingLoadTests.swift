@@ -206,7 +206,8 @@ extension IntegrationTests.Routing {
         func safetyNetRetryDoesNotLeakPipelinedAnswers(extended: Bool) async throws {
             try await withRoutingFixture { fixture in
                 // One event loop: one replica pool, so the next read leases the connection the retry released.
-                try await withRoutingProxy(["worker_threads": "1"]) { proxy in
+                // `eventual`: the next read must go to that replica pool even if replay of the write lags.
+                try await withRoutingProxy(["worker_threads": "1", "read_consistency": "eventual"]) { proxy in
                     let client = try await RawClient.login(port: proxy.port, user: "app")
                     defer { client.close() }
                     let first = "/* switchyard: replica */ select 'first', \(fixture.writer)()::text"

@@ -134,10 +134,10 @@ import Testing
 
     @Test(arguments: [
         (AdminCommand.showHelp, "SHOW", ["command", "description"]),
-        (.showServers, "SHOW", ["name", "role", "host", "port", "state", "lag_bytes", "lag_seconds", "active", "idle", "weight", "last_error"]),
+        (.showServers, "SHOW", ["name", "role", "host", "port", "state", "lag_bytes", "lag_seconds", "active", "idle", "weight", "last_error", "replay_lsn"]),
         (.showPools, "SHOW", ["database", "user", "server", "cl_active", "cl_waiting", "cl_paused", "sv_active", "sv_idle", "sv_login",
                               "maxwait_ms", "pool_size"]),
-        (.showClients, "SHOW", ["id", "user", "database", "address", "state", "server", "application_name", "connected_seconds"]),
+        (.showClients, "SHOW", ["id", "user", "database", "address", "state", "server", "application_name", "connected_seconds", "read_consistency", "last_write_lsn"]),
         (.showStats, "SHOW", ["server", "role", "queries", "transactions", "bytes_received", "bytes_sent", "avg_query_ms", "p99_query_ms",
                               "avg_transaction_ms", "waits", "avg_wait_ms"]),
         (.showConfig, "SHOW", ["key", "value", "reloadable"]),
@@ -159,10 +159,10 @@ import Testing
     @Test func columnTypes() {
         #expect(AdminCommand.showHelp.columns.map(\.type) == [.text, .text])
         #expect(AdminCommand.showServers.columns.map(\.type)
-            == [.text, .text, .text, .int8, .text, .int8, .float8, .int8, .int8, .int8, .text])
+            == [.text, .text, .text, .int8, .text, .int8, .float8, .int8, .int8, .int8, .text, .text])
         #expect(AdminCommand.showPools.columns.map(\.type)
             == [.text, .text, .text, .int8, .int8, .int8, .int8, .int8, .int8, .float8, .int8])
-        #expect(AdminCommand.showClients.columns.map(\.type) == [.int8, .text, .text, .text, .text, .text, .text, .float8])
+        #expect(AdminCommand.showClients.columns.map(\.type) == [.int8, .text, .text, .text, .text, .text, .text, .float8, .text, .text])
         #expect(AdminCommand.showStats.columns.map(\.type)
             == [.text, .text, .int8, .int8, .int8, .int8, .float8, .float8, .float8, .int8, .float8])
         #expect(AdminCommand.showConfig.columns.map(\.type) == [.text, .text, .text])

@@ -371,6 +371,22 @@ enum RoutingTable {
         p("set switchyard.route = nowhere"),
         p("set switchyard.route = replica, primary"),
         p("show switchyard.other"),
+        // Read-your-writes settings.
+        p("set switchyard.read_consistency = session", command: .setReadConsistency(.session)),
+        p("SET SESSION switchyard.read_consistency TO 'DATABASE'", command: .setReadConsistency(.database)),
+        p("set switchyard.read_consistency to eventual;", command: .setReadConsistency(.eventual)),
+        p("set switchyard.read_consistency = sometimes", command: .invalidValue(
+            parameter: "switchyard.read_consistency", value: "sometimes", hint: "Available values: eventual, session, database.")),
+        p("set local switchyard.read_consistency = session"),
+        p("set switchyard.min_read_lsn = '0/16B3748'", command: .setMinimumReadLSN(LSN(0x16B3748))),
+        p("set switchyard.min_read_lsn to '1F/0'", command: .setMinimumReadLSN(LSN(0x1F_0000_0000))),
+        p("set switchyard.min_read_lsn = '12345'", command: .invalidValue(
+            parameter: "switchyard.min_read_lsn", value: "12345", hint: "A WAL position such as '0/16B3748', from SHOW switchyard.last_write_lsn.")),
+        p("show switchyard.read_consistency", command: .showProxySetting("read_consistency")),
+        p("SHOW SWITCHYARD.LAST_WRITE_LSN", command: .showProxySetting("last_write_lsn")),
+        p("show switchyard.min_read_lsn;", command: .showProxySetting("min_read_lsn")),
+        p("set switchyard.other = 1"),
+        p("show switchyard.last_write_lsn; select 1", count: 2),
         // Only answered by the proxy when alone in the string.
         p("set switchyard.route = replica; select 1", count: 2),
         p("show switchyard.route; select 1", count: 2),

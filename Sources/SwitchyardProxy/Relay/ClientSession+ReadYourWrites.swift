@@ -1,0 +1,170 @@
+import DequeModule
+import NIOCore
+import PostgresWire
+
+/// Read-your-writes (``ReadFloor``): after a unit of work on the primary that may have written, the
+/// session learns a WAL position at or past its commit (``WatermarkProbe``, pipelined on the same server
+/// connection before it goes back to its pool); a later replica read goes only to a replica known to
+/// have replayed that position, waits up to `read_consistency_max_wait` for one, or runs on the primary.
+extension ClientSession {
+    enum ReadPlacement: Equatable {
+        /// No floor: any eligible replica.
+        case anyReplica
+        /// A replica that has replayed this position.
+        case replica(LSN)
+        case primary
+        /// Wait for a replica to report replaying this position.
+        case wait(LSN)
+    }
+
+    /// Where a replica read may go under the client's floor.
+    func placeRead(excluding excluded: String?, mayWait: Bool) -> ReadPlacement {
+        let database = readFloor.level == .database ? databaseWatermark?.watermark ?? .none : .none
+        switch readFloor.requirement(database: database) {
+        case .anyReplica:
+            return .anyReplica
+        case .primary:
+            runtime.metrics.consistentPrimaryReads.increment()
+            return .primary
+        case .replayed(let position):
+            // With no replica eligible at all, replica_fallback decides, as for any read.
+            guard shard.eligibleReplicas.contains(where: { $0.name != excluded }) else { return .replica(position) }
+            if shard.hasReplicaReplayed(position, excluding: excluded) {
+                runtime.metrics.consistentReplicaReads.increment()
+                return .replica(position)
+            }
+            if mayWait, shard.configuration.routing.healthCheckUser != nil, shard.configuration.routing.readConsistencyMaxWait > .zero {
+                return .wait(position)
+            }
+            runtime.metrics.consistentPrimaryReads.increment()
+            return .primary
+        }
+    }
+
+    /// Holds this client's read (only this client: its later messages queue behind it) until a replica
+    /// reports replaying `position`, or `read_consistency_max_wait` passes and the primary serves it.
+    func waitForReplay(_ position: LSN) {
+        let maxWait = TimeAmount(shard.configuration.routing.readConsistencyMaxWait)
+        let timer = context.eventLoop.assumeIsolated().scheduleTask(in: maxWait) { [self] in
+            guard let wait = replayWait else { return }
+            replayWait = nil
+            shard.stopAwaitingReplay(self)
+            runtime.metrics.consistencyWaitTimeouts.increment()
+            runtime.metrics.consistentPrimaryReads.increment()
+            runtime.metrics.consistencyWait.recordNanoseconds((NIODeadline.now() - wait.since).nanoseconds)
+            logger.debug("no replica replayed the client's last write in time; reading from the primary",
+                         metadata: ["lsn": "\(position)"])
+            guard case .relaying = phase else { return }
+            startUnit(target: .primary, mayWait: false)
+        }
+        replayWait = (timer, .now())
+        shard.awaitReplay(self, position: position)
+    }
+
+    /// The shard saw a replica replay what the waiting read must see.
+    func replicaCaughtUp() {
+        guard let wait = replayWait else { return }
+        wait.timer.cancel()
+        replayWait = nil
+        runtime.metrics.consistencyWait.recordNanoseconds((NIODeadline.now() - wait.since).nanoseconds)
+        guard case .relaying = phase else { return }
+        startUnit(mayWait: false)
+    }
+
+    /// On the primary, a unit may have written unless every statement in it is provably read-only.
+    func noteWhetherItMayWrite(_ request: inout ClientRequest) {
+        switch request.id {
+        case FrontendMessageID.query, FrontendMessageID.parse, FrontendMessageID.bind:
+            // A Bind of a statement never classified counts as a write too.
+            guard let classification = routingClass(of: &request), classification.route == .replica,
+                  classification.transactionControl == nil else {
+                unit.mayHaveWritten = true
+                return
+            }
+        case FrontendMessageID.functionCall:
+            unit.mayHaveWritten = true
+        default:
+            break
+        }
+    }
+
+    /// Sends the write position query behind a unit that may have written, when reads can go to
+    /// replicas; returns whether it did (the server then stays attached until the answer).
+    func startWatermarkProbe(on backend: BackendConnection) -> Bool {
+        guard runtime.poolMode == .transaction, unit.role == .primary, unit.mayHaveWritten, readFloor.tracksWrites,
+              !shard.topology.replicas.isEmpty else { return false }
+        unit.mayHaveWritten = false
+        let holding = readFloor.level == .database
+        watermarkProbe.querySent(holdingClientOutput: holding, failuresBefore: databaseWatermark?.failureCount ?? 0)
+        if !holding { context.flush() }
+        var buffer = context.channel.allocator.buffer(capacity: WatermarkProbe.query.utf8.count + 6)
+        FrontendMessage.query(WatermarkProbe.query, into: &buffer)
+        flushVerbatim(wholeRead: nil)
+        backend.write(buffer)
+        backend.flush()
+        return true
+    }
+
+    /// Server bytes while the write position is owed.
+    func watermarkProbeBytesRead(_ buffer: ByteBuffer) throws {
+        let failuresBefore = watermarkProbe.awaiting?.failuresBefore ?? 0
+        let outcome = try watermarkProbe.bytesRead(buffer) { noteParameterStatus($0, clientSeesIt: false) }
+        guard case .finished(let position, let problem, let rest) = outcome else { return }
+        guard rest.readableBytes == 0 else {
+            // Nothing else was sent after the probe: a server that says more is not speaking the protocol.
+            return backendProtocolViolation(ResponseSplitError())
+        }
+        if let position {
+            readFloor.wrote(at: position)
+            databaseWatermark?.advance(to: position, failuresBeforeProbe: failuresBefore)
+        } else {
+            logger.warning("could not learn the position of a write; this client's reads go to the primary until its next write",
+                           metadata: ["problem": "\(problem ?? "?")"])
+            writePositionLost()
+        }
+        context.flush()
+        guard let backend else { return }
+        let queued = takePending()
+        unitEnded(on: backend)
+        redispatch(queued)
+    }
+
+    /// What the client sent while the answer was owed, taken out to be handled afresh afterwards.
+    private func takePending() -> Deque<ClientRequest> {
+        defer { pending.removeAll() }
+        return pending
+    }
+
+    /// Handles queued messages as if they arrived now: a SHOW switchyard.last_write_lsn right after a
+    /// write is answered locally, with the position just learnt, and a read is routed under the new floor.
+    private func redispatch(_ queued: Deque<ClientRequest>) {
+        for request in queued {
+            guard case .relaying = phase else { return }
+            clientMessageReceived(request.message)
+        }
+        flushVerbatim(wholeRead: nil)
+        backend?.flush()
+        resumeHeldRead()
+    }
+
+    /// The server closed before answering: the write committed, but where is unknown.
+    func watermarkProbeLost(_ connection: BackendConnection) {
+        watermarkProbeAbandoned()
+        logger.warning("server closed before the position of a write was known; this client's reads go to the primary until its next write",
+                       metadata: ["server": "\(connection.server.name)"])
+        context.flush()
+        unit = UnitOfWork()
+        redispatch(takePending())
+    }
+
+    /// The answer will never be read (the client or its server left).
+    func watermarkProbeAbandoned() {
+        guard watermarkProbe.abandoned() != nil else { return }
+        writePositionLost()
+    }
+
+    private func writePositionLost() {
+        readFloor.writePositionLost()
+        databaseWatermark?.probeFailed()
+    }
+}
