@@ -24,6 +24,10 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
     private(set) var replayPositions: [String: LSN] = [:]
     /// Sessions whose next read waits for a replica to replay a position (read-your-writes).
     private var replayWaiters: [(session: ClientSession, position: LSN)] = []
+    private let replayProbe: ReplayPositionProbe
+    private var replayRoundScheduled = false
+    /// While reads wait for a lagging replica, rounds are this far apart (bounded load on the replicas).
+    static let replayRoundSpacing: TimeAmount = .microseconds(500)
     private var classifier = StatementClassifier()
     /// Classifications by statement text: apps repeat the same few hundred statements.
     private var classifications: [ByteBuffer: StatementClassification] = [:]
@@ -50,6 +54,11 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
         self.settings = settings
         self.runtime = runtime
         self.logger = logger
+        self.replayProbe = ReplayPositionProbe(eventLoop: eventLoop, logger: logger)
+        replayProbe.positionReported = { [unowned self] name, position in
+            if replayPositions[name].map({ $0 < position }) ?? true { replayPositions[name] = position }
+        }
+        replayProbe.roundEnded = { [unowned self] in replayRoundEnded() }
     }
 
     func pool(for identity: ClientIdentity, server: ServerDefinition) -> ConnectionPool {
@@ -142,25 +151,44 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
     func awaitReplay(_ session: ClientSession, position: LSN) {
         eventLoop.assertInEventLoop()
         replayWaiters.append((session, position))
-        runtime?.replayPositions.requestProbe()
+        requestReplayRound()
+    }
+
+    /// A client learnt its write's position: ask the replicas now, so that its next read, a round trip
+    /// away, likely finds a replica known to have replayed it instead of waiting for a probe.
+    func writeRecorded(at position: LSN) {
+        eventLoop.assertInEventLoop()
+        guard !hasReplicaReplayed(position), !eligibleReplicas.isEmpty else { return }
+        requestReplayRound()
     }
 
     func stopAwaitingReplay(_ session: ClientSession) {
         replayWaiters.removeAll { $0.session === session }
     }
 
-    /// The tracker's latest positions: waiting reads whose position a replica covers go on.
-    func replayPositionsUpdated(_ positions: [String: LSN]) {
-        eventLoop.assertInEventLoop()
-        replayPositions = positions
-        guard !replayWaiters.isEmpty else { return }
+    private func requestReplayRound() {
+        let user = configuration.routing.healthCheckUser.flatMap { configuration.users[$0] }
+        replayProbe.requestRound(replicas: eligibleReplicas, user: user, configuration: configuration)
+    }
+
+    /// A probe round ended: waiting reads whose position a replica covers go on; the others wait for
+    /// another round (at once if one was asked for meanwhile, else after `replayRoundSpacing`).
+    private func replayRoundEnded() {
         var ready: [ClientSession] = []
         replayWaiters.removeAll { waiter in
             guard hasReplicaReplayed(waiter.position) else { return false }
             ready.append(waiter.session)
             return true
         }
-        if !replayWaiters.isEmpty { runtime?.replayPositions.requestProbe() }
+        if replayProbe.wantsAnotherRound {
+            requestReplayRound()
+        } else if !replayWaiters.isEmpty, !replayRoundScheduled {
+            replayRoundScheduled = true
+            eventLoop.assumeIsolated().scheduleTask(in: Self.replayRoundSpacing) { [self] in
+                replayRoundScheduled = false
+                if !replayWaiters.isEmpty { requestReplayRound() }
+            }
+        }
         for session in ready { session.replicaCaughtUp() }
     }
 
@@ -293,6 +321,7 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
     }
 
     func closeAllSessions() {
+        replayProbe.shutDown()
         for session in sessions.values { session.forceClose() }
         for pool in pools.values { pool.shutdown() }
     }

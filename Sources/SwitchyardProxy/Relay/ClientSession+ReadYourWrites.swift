@@ -94,13 +94,16 @@ extension ClientSession {
         guard runtime.poolMode == .transaction, unit.role == .primary, unit.mayHaveWritten, readFloor.tracksWrites,
               !shard.topology.replicas.isEmpty else { return false }
         unit.mayHaveWritten = false
+        if readFloor.level == .session, planner.setting == .primary {
+            // Its reads all run on the primary: no position needed unless it routes reads again later.
+            readFloor.writeNotTracked()
+            return false
+        }
         let holding = readFloor.level == .database
         watermarkProbe.querySent(holdingClientOutput: holding, failuresBefore: databaseWatermark?.failureCount ?? 0)
         if !holding { context.flush() }
-        var buffer = context.channel.allocator.buffer(capacity: WatermarkProbe.query.utf8.count + 6)
-        FrontendMessage.query(WatermarkProbe.query, into: &buffer)
         flushVerbatim(wholeRead: nil)
-        backend.write(buffer)
+        backend.write(WatermarkProbe.message)
         backend.flush()
         return true
     }
@@ -117,6 +120,7 @@ extension ClientSession {
         if let position {
             readFloor.wrote(at: position)
             databaseWatermark?.advance(to: position, failuresBeforeProbe: failuresBefore)
+            shard.writeRecorded(at: position)
         } else {
             logger.warning("could not learn the position of a write; this client's reads go to the primary until its next write",
                            metadata: ["problem": "\(problem ?? "?")"])

@@ -10,6 +10,12 @@ import PostgresWire
 /// A pure value; the session feeds it server bytes while the answer is owed.
 struct WatermarkProbe {
     static let query = "select pg_catalog.pg_current_wal_insert_lsn()"
+    /// The Query message, built once: writing it allocates nothing.
+    static let message: ByteBuffer = {
+        var buffer = ByteBuffer()
+        FrontendMessage.query(query, into: &buffer)
+        return buffer
+    }()
 
     struct Awaiting {
         /// Bytes of an answer split across reads.

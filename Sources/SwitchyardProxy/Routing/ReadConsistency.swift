@@ -59,6 +59,7 @@ public struct ReadFloor: Sendable, Equatable {
 
     /// A probe after a unit of work on the primary answered.
     public mutating func wrote(at position: LSN) {
+        untrackedWrite = false
         if case .at(let known) = lastWrite, known > position { return }
         lastWrite = .at(position)
     }
@@ -66,6 +67,16 @@ public struct ReadFloor: Sendable, Equatable {
     /// A probe after a unit of work on the primary failed: the write's position is not known.
     public mutating func writePositionLost() {
         lastWrite = .unknown
+        untrackedWrite = false
+    }
+
+    /// A write ran while this client's reads went to the primary anyway (`switchyard.route = primary`), so
+    /// its position was not learnt: a read that goes to a replica after all (a hint, a changed route)
+    /// runs on the primary until the next write records a position.
+    public private(set) var untrackedWrite = false
+
+    public mutating func writeNotTracked() {
+        untrackedWrite = true
     }
 
     /// The requirement of a read, given the database's watermark (consulted only at `database` level).
@@ -78,6 +89,7 @@ public struct ReadFloor: Sendable, Equatable {
             case .unknown: return false
             }
         }
+        if untrackedWrite, level != .eventual { return .primary }
         switch level {
         case .eventual: break
         case .session: guard include(lastWrite) else { return .primary }

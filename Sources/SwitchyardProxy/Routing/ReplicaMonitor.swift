@@ -58,21 +58,12 @@ final class ReplicaMonitor: Sendable {
         publish()
     }
 
-    /// Probes until the task is cancelled; the replay positions reads wait for are tracked alongside.
+    /// Probes until the task is cancelled.
     func run() async {
         guard let userName = runtime.configuration.routing.healthCheckUser, let user = runtime.configuration.users[userName] else {
             logger.info("no health_check_user configured: replicas get no reads, and volatility comes from the built-in catalog")
             return
         }
-        let (runtime, eventLoop, logger) = (self.runtime, self.eventLoop, self.logger)
-        await withDiscardingTaskGroup { group in
-            group.addTask { await runtime.replayPositions.run(runtime: runtime, user: user, eventLoop: eventLoop, logger: logger) }
-            await probe(as: user)
-            group.cancelAll()
-        }
-    }
-
-    private func probe(as user: UserDefinition) async {
         var connections: [String: PostgresConnection] = [:]
         /// The primary's position over time: a replica's time lag is the age of the WAL it replayed.
         var history = PrimaryPositionHistory()

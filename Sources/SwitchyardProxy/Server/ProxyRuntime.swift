@@ -25,9 +25,8 @@ final class ProxyRuntime: Sendable {
     let cancelRegistry = CancelRegistry()
     let metrics: ProxyMetrics
     let parameterSync: ParameterSync
-    /// Read-your-writes: each database's write watermark, and the replicas' replay positions.
+    /// Read-your-writes: each database's write watermark.
     let databaseWatermarks = DatabaseWatermarks()
-    let replayPositions = ReplayPositionTracker()
     private let current: Mutex<(configuration: ProxyConfiguration, credentials: ClientCredentialStore)>
     private let shardsByLoop = Mutex<[ObjectIdentifier: PoolShard]>([:])
     private let clients = Atomic<Int>(0)

@@ -181,6 +181,24 @@ extension IntegrationTests.Routing {
             }
         }
 
+        /// A client routed to the primary (`switchyard.route = primary`) writes without a position query;
+        /// its reads that go to a replica after all (a hint, or the route set back to auto) still see the write.
+        @Test func writesUnderRoutePrimaryAreSeenWhenReadsGoBackToReplicas() async throws {
+            try await Self.withWriterAndReader { fixture, client, _ in
+                var misses = 0
+                for round in 0..<40 {
+                    let id = 7_000_000 + round
+                    try await client.run("set switchyard.route = primary")
+                    try await Self.write(client, fixture, id: id, shape: round)
+                    let hinted = try await client.rows("/* switchyard: replica */ select (select count(*) from \(unescaped: fixture.table) where v = \(id))::int")
+                    if try hinted.first?.decode(Int.self) != 1 { misses += 1 }
+                    try await client.run("set switchyard.route = auto")
+                    if try await !Self.read(client, fixture.table, id: id).found { misses += 1 }
+                }
+                #expect(misses == 0, "\(misses) reads missed a write made under route = primary")
+            }
+        }
+
         /// Extended-protocol reads pipelined behind a write (one send: the write's batch and two read
         /// batches, each with its Sync) all see it.
         @Test func pipelinedReadsBehindAWriteSeeIt() async throws {

@@ -219,3 +219,18 @@ import Testing
         #expect(history.lagSeconds(replayed: LSN(5), lastReplayedCommitAge: nil, now: 12) == 0)
     }
 }
+
+@Suite struct UntrackedWriteTests {
+    /// A client whose reads all ran on the primary wrote without learning where: a read that goes to a
+    /// replica after all (a hint, a changed route) runs on the primary until its next write.
+    @Test func aReadAfterAnUntrackedWriteUsesThePrimary() {
+        var floor = ReadFloor(level: .session)
+        floor.writeNotTracked()
+        #expect(floor.requirement(database: .none) == .primary)
+        floor.wrote(at: LSN(7))
+        #expect(floor.requirement(database: .none) == .replayed(LSN(7)))
+        var eventual = ReadFloor(level: .eventual)
+        eventual.writeNotTracked()
+        #expect(eventual.requirement(database: .none) == .anyReplica)
+    }
+}
