@@ -36,6 +36,7 @@ set_replay_delay() {
 }
 
 write_script() {
+  local i
   cat >"$WORK/ryw.sql" <<'EOF'
 \set v random(1, 2000000000)
 insert into ryw_rows (v) values (:v);
@@ -43,23 +44,10 @@ select count(*) as found from ryw_rows where v = :v \gset
 \if :found = 0
 insert into ryw_violations (v) values (:v);
 \endif
-\set a1 random(1, 100000 * :scale)
-select abalance from pgbench_accounts where aid = :a1;
-\set a2 random(1, 100000 * :scale)
-select abalance from pgbench_accounts where aid = :a2;
-\set a3 random(1, 100000 * :scale)
-select abalance from pgbench_accounts where aid = :a3;
-\set a4 random(1, 100000 * :scale)
-select abalance from pgbench_accounts where aid = :a4;
-\set a5 random(1, 100000 * :scale)
-select abalance from pgbench_accounts where aid = :a5;
-\set a6 random(1, 100000 * :scale)
-select abalance from pgbench_accounts where aid = :a6;
-\set a7 random(1, 100000 * :scale)
-select abalance from pgbench_accounts where aid = :a7;
-\set a8 random(1, 100000 * :scale)
-select abalance from pgbench_accounts where aid = :a8;
 EOF
+  for i in 1 2 3 4 5 6 7 8; do
+    printf '\\set a%d random(1, 100000 * :scale)\nselect abalance from pgbench_accounts where aid = :a%d;\n' "$i" "$i" >>"$WORK/ryw.sql"
+  done
 }
 
 # p50 and p99 of the latency column (3rd, microseconds) of pgbench -l logs, in ms.
