@@ -19,8 +19,9 @@
 REPLAY_DELAY="${REPLAY_DELAY:-5ms}"
 DELAYS="${DELAYS:-0 $REPLAY_DELAY}"
 MODE="${MODE:-simple}"
+RYW_METRICS_PORT="${RYW_METRICS_PORT:-$((PROXY_PORT + 4))}"
 RYW_CASES=(session eventual primary)
-declare -A RYW_SHARE=() RYW_VIOLATIONS=() RYW_P50=() RYW_P99=() RYW_READBACK=()
+declare -A RYW_SHARE=() RYW_VIOLATIONS=() RYW_P50=() RYW_P99=() RYW_READBACK=() RYW_WAIT=()
 
 replica_sql() { "$PG_BIN/psql" -X -At -h "$SOCKET_DIR" -p "$1" -U postgres -d postgres -c "$2" >/dev/null; }
 primary_sql() { PGPASSWORD="$APP_PASSWORD" "$PG_BIN/psql" -X -At -h "$PG_HOST" -p "$PRIMARY_PORT" -U "$APP_USER" -d bench -c "$1"; }
@@ -58,6 +59,16 @@ percentiles() {
       printf "%.2f %.2f\n", p50 / 1000, p99 / 1000 }'
 }
 
+# p50/p99 of the wait a read made for a replica to replay its write (the added read latency), as the
+# upper bounds of the histogram buckets they fall in, and how many reads waited.
+wait_quantiles() {
+  curl -s "http://127.0.0.1:$RYW_METRICS_PORT/metrics" | awk '
+    /^switchyard_read_consistency_wait_seconds_bucket/ { le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); n++; b[n] = le; c[n] = $2 }
+    END { total = c[n]; if (total == 0) { print "none"; exit }
+      for (i = 1; i <= n; i++) { if (p50 == "" && c[i] >= total * 0.5) p50 = b[i]; if (p99 == "" && c[i] >= total * 0.99) p99 = b[i] }
+      printf "%s/%s s (%d)", p50, p99, total }'
+}
+
 # Replica share of the reads: replica transactions over 9 reads per pgbench transaction.
 replica_share() {
   local port="$1" xacts="$2" replica
@@ -75,6 +86,8 @@ ryw_section() {
   write_config "$WORK/ryw-session.conf" "listen_port=$PROXY_PORT" "read_consistency=session" "default_route=auto"
   write_config "$WORK/ryw-eventual.conf" "listen_port=$PROXY_PORT" "read_consistency=eventual" "default_route=auto"
   write_config "$WORK/ryw-primary.conf" "listen_port=$PROXY_PORT" "default_route=primary"
+  # The instances serve metrics (for the wait histogram): write_config turns them off, so turn them on.
+  sed -i "s/^metrics_port = 0\$/metrics_port = $RYW_METRICS_PORT/" "$WORK"/ryw-*.conf
   for delay in $DELAYS; do
     set_replay_delay "$delay"
     for case in "${RYW_CASES[@]}"; do
@@ -93,6 +106,7 @@ ryw_section() {
         pl="$WORK/pgbench-${key//[^A-Za-z0-9_.-]/_}.log"
         # -r: "  0.123  0  select count(*) as found from ryw_rows where v = :v" (latency ms, failures, statement)
         RYW_READBACK[$key]="$(awk '/select count\(\*\) as found/ { print $1; exit }' "$pl")"
+        RYW_WAIT[$key]="$(wait_quantiles)"
       fi
       RYW_VIOLATIONS[$key]="$(primary_sql "select count(*) from ryw_violations")"
       stop_switchyard "ryw-$case"
@@ -102,22 +116,23 @@ ryw_section() {
 }
 
 print_ryw() {
-  local delay case key fmt='%-7s %-9s | %8s %8s | %8s %8s | %9s | %8s | %10s\n'
+  local delay case key fmt='%-7s %-9s | %8s %8s | %8s %8s | %9s | %-24s | %8s | %10s\n'
   echo
   echo "Read-your-writes: pgbench -M $MODE, ${CLIENTS} clients, ${DURATION}s per run; per transaction 1 insert,"
   echo "its read-back, 8 point reads (90% reads).$SY_DEBUG_NOTE"
   # shellcheck disable=SC2059
-  printf "$fmt" delay case tps "/eventual" "p50 ms" "p99 ms" "readback" "replicas" violations
-  printf '%s\n' "$(printf '%.0s-' $(seq 1 92))"
+  printf "$fmt" delay case tps "/eventual" "p50 ms" "p99 ms" "readback" "wait p50/p99 (waits)" "replicas" violations
+  printf '%s\n' "$(printf '%.0s-' $(seq 1 118))"
   for delay in $DELAYS; do
     for case in "${RYW_CASES[@]}"; do
       key="ryw|$delay|$case"
       # shellcheck disable=SC2059
       printf "$fmt" "$delay" "$case" "$(fmt_tps "$key" failed)" "$(ratio "$key" "ryw|$delay|eventual")" \
-        "${RYW_P50[$key]:--}" "${RYW_P99[$key]:--}" "${RYW_READBACK[$key]:--}" "${RYW_SHARE[$key]:--}" "${RYW_VIOLATIONS[$key]:--}"
+        "${RYW_P50[$key]:--}" "${RYW_P99[$key]:--}" "${RYW_READBACK[$key]:--}" "${RYW_WAIT[$key]:--}" "${RYW_SHARE[$key]:--}" "${RYW_VIOLATIONS[$key]:--}"
     done
   done
-  echo "readback: average ms of the read right after the write (pgbench -r); replicas: share of the 9 reads"
+  echo "readback: average ms of the read right after the write (pgbench -r); wait: how long reads waited for a"
+  echo "replica to replay the write (histogram bucket bounds, switchyard_read_consistency_wait_seconds); replicas: share of the 9 reads"
   echo "per transaction that replicas served (SHOW STATS); violations: read-backs that missed the write."
 }
 

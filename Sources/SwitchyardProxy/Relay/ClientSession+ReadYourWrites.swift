@@ -153,7 +153,8 @@ extension ClientSession {
 
     /// The server closed before answering: the write committed, but where is unknown.
     func watermarkProbeLost(_ connection: BackendConnection) {
-        watermarkProbeAbandoned()
+        _ = watermarkProbe.abandoned()
+        writePositionLost()
         logger.warning("server closed before the position of a write was known; this client's reads go to the primary until its next write",
                        metadata: ["server": "\(connection.server.name)"])
         context.flush()
@@ -161,14 +162,11 @@ extension ClientSession {
         redispatch(takePending())
     }
 
-    /// The answer will never be read (the client or its server left).
-    func watermarkProbeAbandoned() {
-        guard watermarkProbe.abandoned() != nil else { return }
-        writePositionLost()
-    }
-
+    /// The client was told its write committed, but not where. At `database` level its commit was held
+    /// for the position, so the database's readers were promised it too: they go to the primary until a
+    /// later position covers it. (Other levels' writes join the database's watermark only once known.)
     private func writePositionLost() {
         readFloor.writePositionLost()
-        databaseWatermark?.probeFailed()
+        if readFloor.level == .database { databaseWatermark?.probeFailed() }
     }
 }

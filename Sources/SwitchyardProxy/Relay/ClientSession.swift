@@ -1173,8 +1173,10 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func returnOrDiscard(_ connection: BackendConnection) {
         guard let pool else { return connection.close() }
-        if watermarkProbe.isAwaiting { watermarkProbeAbandoned() }
-        if tracker.isIdle, !unit.hold.isHolding, !parameterSyncAnswer.isAwaiting, !watermarkProbe.isAwaiting, backendScanner.isAtMessageBoundary,
+        // A position query's answer still owed means the connection is not clean. The client leaving was
+        // told nothing it must see later, so no watermark is harmed.
+        let probeOwed = watermarkProbe.abandoned() != nil
+        if tracker.isIdle, !unit.hold.isHolding, !parameterSyncAnswer.isAwaiting, !probeOwed, backendScanner.isAtMessageBoundary,
            !(runtime.poolMode == .session && shard.configuration.serverResetMode == .close), !pin.isPinned {
             let reset = runtime.poolMode == .session ? shard.configuration.serverResetQuery : nil
             pool.release(connection, resetQuery: reset)

@@ -199,6 +199,55 @@ extension IntegrationTests.Routing {
             }
         }
 
+        /// The simple protocol (one Query per statement, as psql sends them): each read right after the
+        /// client's write sees it.
+        @Test func simpleProtocolReadsSeeTheClientsWrites() async throws {
+            let fixture = try await RoutingFixture.create()
+            defer { Task { await fixture.drop() } }
+            try await withRoutingProxy(replicas: .bothReplicas) { proxy in
+                try await Self.withDelayedReplica {
+                    let client = try await RawClient.login(port: proxy.port, user: "app")
+                    defer { client.close() }
+                    var misses = 0, onReplica = 0
+                    for round in 0..<200 {
+                        let id = 8_000_000 + round
+                        _ = try await client.query("insert into \(fixture.table) (v, note) values (\(id), 'simple')")
+                        let reply = try await client.query("select (select count(*) from \(fixture.table) where v = \(id))::int, pg_is_in_recovery()")
+                        let row = reply.rowValues.first ?? []
+                        if row.first ?? nil != "1" { misses += 1 }
+                        if row.last ?? nil == "t" { onReplica += 1 }
+                    }
+                    #expect(misses == 0, "\(misses) of 200 simple-protocol reads missed the client's write")
+                    #expect(onReplica > 0, "no simple-protocol read reached a replica")
+                }
+            }
+        }
+
+        /// A client that writes and leaves at once (Terminate right after its insert's answer) leaves the
+        /// position query's answer owed: that server connection must not go back to the pool, or a client
+        /// already queued for it (one loop, one server connection) reads the position as its own answer.
+        @Test func aWriterLeavingBeforeThePositionAnswerDoesNotLeakIt() async throws {
+            let fixture = try await RoutingFixture.create()
+            defer { Task { await fixture.drop() } }
+            try await withRoutingProxy(["worker_threads": "1", "pool_size": "1"], replicas: .bothReplicas) { proxy in
+                let reader = try await RawClient.login(port: proxy.port, user: "app")
+                defer { reader.close() }
+                for round in 0..<60 {
+                    let writer = try await RawClient.login(port: proxy.port, user: "app")
+                    defer { writer.close() }
+                    // As `psql -c`: the insert's ReadyForQuery, then Terminate at once, while the position is
+                    // owed; the reader asks for the primary at the same moment, so it waits for that connection.
+                    _ = try await writer.query("insert into \(fixture.table) (v, note) values (\(round), 'leaving')")
+                    async let leave: Void = writer.send(Wire.message("X"))
+                    async let ask: Void = reader.send(Wire.query("/* switchyard: primary */ select 'mine', \(round)"))
+                    _ = try await (leave, ask)
+                    let reply = try await reader.readUntilReady(timeout: .seconds(10))
+                    #expect(reply.rowValues == [["mine", "\(round)"]], "round \(round): the queued client got \(reply.rowValues)")
+                }
+                #expect(try await fixture.primaryCount(note: "leaving") == 60)
+            }
+        }
+
         /// Extended-protocol reads pipelined behind a write (one send: the write's batch and two read
         /// batches, each with its Sync) all see it.
         @Test func pipelinedReadsBehindAWriteSeeIt() async throws {
