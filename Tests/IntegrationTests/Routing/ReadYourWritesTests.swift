@@ -47,6 +47,19 @@ extension IntegrationTests.Routing {
             }
         }
 
+        /// A fixture table, a proxy over both replicas with the first delayed, and a raw client of it.
+        static func withRawClient(_ body: (RoutingFixture, RawClient) async throws -> Void) async throws {
+            let fixture = try await RoutingFixture.create()
+            defer { Task { await fixture.drop() } }
+            try await withRoutingProxy(replicas: .bothReplicas) { proxy in
+                try await withDelayedReplica {
+                    let client = try await RawClient.login(port: proxy.port, user: "app")
+                    defer { client.close() }
+                    try await body(fixture, client)
+                }
+            }
+        }
+
         /// Whether the row with `id` is visible to the read, and whether a replica served it.
         static func read(_ connection: PostgresConnection, _ table: String, id: Int, inReadOnlyTransaction: Bool = false) async throws -> (found: Bool, onReplica: Bool) {
             if inReadOnlyTransaction { try await connection.run("begin read only") }
@@ -202,24 +215,18 @@ extension IntegrationTests.Routing {
         /// The simple protocol (one Query per statement, as psql sends them): each read right after the
         /// client's write sees it.
         @Test func simpleProtocolReadsSeeTheClientsWrites() async throws {
-            let fixture = try await RoutingFixture.create()
-            defer { Task { await fixture.drop() } }
-            try await withRoutingProxy(replicas: .bothReplicas) { proxy in
-                try await Self.withDelayedReplica {
-                    let client = try await RawClient.login(port: proxy.port, user: "app")
-                    defer { client.close() }
-                    var misses = 0, onReplica = 0
-                    for round in 0..<200 {
-                        let id = 8_000_000 + round
-                        _ = try await client.query("insert into \(fixture.table) (v, note) values (\(id), 'simple')")
-                        let reply = try await client.query("select (select count(*) from \(fixture.table) where v = \(id))::int, pg_is_in_recovery()")
-                        let row = reply.rowValues.first ?? []
-                        if row.first ?? nil != "1" { misses += 1 }
-                        if row.last ?? nil == "t" { onReplica += 1 }
-                    }
-                    #expect(misses == 0, "\(misses) of 200 simple-protocol reads missed the client's write")
-                    #expect(onReplica > 0, "no simple-protocol read reached a replica")
+            try await Self.withRawClient { fixture, client in
+                var misses = 0, onReplica = 0
+                for round in 0..<200 {
+                    let id = 8_000_000 + round
+                    _ = try await client.query("insert into \(fixture.table) (v, note) values (\(id), 'simple')")
+                    let reply = try await client.query("select (select count(*) from \(fixture.table) where v = \(id))::int, pg_is_in_recovery()")
+                    let row = reply.rowValues.first ?? []
+                    if row.first ?? nil != "1" { misses += 1 }
+                    if row.last ?? nil == "t" { onReplica += 1 }
                 }
+                #expect(misses == 0, "\(misses) of 200 simple-protocol reads missed the client's write")
+                #expect(onReplica > 0, "no simple-protocol read reached a replica")
             }
         }
 
@@ -251,35 +258,29 @@ extension IntegrationTests.Routing {
         /// Extended-protocol reads pipelined behind a write (one send: the write's batch and two read
         /// batches, each with its Sync) all see it.
         @Test func pipelinedReadsBehindAWriteSeeIt() async throws {
-            let fixture = try await RoutingFixture.create()
-            defer { Task { await fixture.drop() } }
-            try await withRoutingProxy(replicas: .bothReplicas) { proxy in
-                try await Self.withDelayedReplica {
-                    let client = try await RawClient.login(port: proxy.port, user: "app")
-                    defer { client.close() }
-                    var misses = 0, reads = 0
-                    for round in 0..<100 {
-                        let id = 5_000_000 + round
-                        let write = "insert into \(fixture.table) (v, note) values (\(id), 'pipe')"
-                        let read = "select (select count(*) from \(fixture.table) where v = \(id))::int"
-                        let batch = { (sql: String) in RoutingWire.parse(sql) + RoutingWire.bind() + RoutingWire.execute() + RoutingWire.sync }
-                        try await client.send(batch(write) + batch(read) + batch(read))
-                        var ready = 0
-                        while ready < 3 {
-                            guard let frame = try await client.readMessage(timeout: .seconds(15)) else { throw HarnessError("connection closed") }
-                            switch frame.id {
-                            case "Z": ready += 1
-                            case "E": throw HarnessError("error in the pipeline: \(frame.fields)")
-                            case "D":
-                                reads += 1
-                                if Self.firstColumn(frame.body) != "1" { misses += 1 }
-                            default: break
-                            }
+            try await Self.withRawClient { fixture, client in
+                var misses = 0, reads = 0
+                for round in 0..<100 {
+                    let id = 5_000_000 + round
+                    let write = "insert into \(fixture.table) (v, note) values (\(id), 'pipe')"
+                    let read = "select (select count(*) from \(fixture.table) where v = \(id))::int"
+                    let batch = { (sql: String) in RoutingWire.parse(sql) + RoutingWire.bind() + RoutingWire.execute() + RoutingWire.sync }
+                    try await client.send(batch(write) + batch(read) + batch(read))
+                    var ready = 0
+                    while ready < 3 {
+                        guard let frame = try await client.readMessage(timeout: .seconds(15)) else { throw HarnessError("connection closed") }
+                        switch frame.id {
+                        case "Z": ready += 1
+                        case "E": throw HarnessError("error in the pipeline: \(frame.fields)")
+                        case "D":
+                            reads += 1
+                            if Self.firstColumn(frame.body) != "1" { misses += 1 }
+                        default: break
                         }
                     }
-                    #expect(reads == 200)
-                    #expect(misses == 0, "\(misses) of \(reads) pipelined reads missed the write before them")
                 }
+                #expect(reads == 200)
+                #expect(misses == 0, "\(misses) of \(reads) pipelined reads missed the write before them")
             }
         }
 
