@@ -75,9 +75,15 @@ extension ClientSession {
     func noteWhetherItMayWrite(_ request: inout ClientRequest) {
         switch request.id {
         case FrontendMessageID.query, FrontendMessageID.parse, FrontendMessageID.bind:
-            // A Bind of a statement never classified counts as a write too.
-            guard let classification = routingClass(of: &request), classification.route == .replica,
-                  classification.transactionControl == nil else {
+            let classification = routingClass(of: &request)
+            if request.id == FrontendMessageID.parse, let parse = ParseMessage(request.message) {
+                // Its Binds, in this unit or a later one, are judged by it.
+                if parse.statement.isEmpty { unnamedStatementClass = classification } else { statementClasses[parse.statement] = classification }
+            }
+            // Transaction control writes nothing itself (the statements between BEGIN and COMMIT are judged
+            // one by one); anything else not provably read-only may write, as does a Bind of a statement
+            // never classified.
+            guard let classification, classification.route == .replica || classification.transactionControl != nil else {
                 unit.mayHaveWritten = true
                 return
             }
@@ -108,14 +114,34 @@ extension ClientSession {
         return true
     }
 
-    /// Server bytes while the write position is owed.
-    func watermarkProbeBytesRead(_ buffer: ByteBuffer) throws {
+    /// Whether `request` may go to the attached server while its position query is owed: always once a
+    /// unit started behind the query; and a message that starts a primary unit starts it there, right behind
+    /// the query (no lease, no wait), unless PAUSE, a topology change or shutdown would hold or move it.
+    /// Reads that may go to a replica, local commands and session effects wait for the answer.
+    func mayForwardBehindProbe(_ request: inout ClientRequest, on backend: BackendConnection) -> Bool {
+        guard watermarkProbe.isAwaiting else { return true }
+        if unit.startedBehindProbe { return true }
+        guard !watermarkProbe.holdsClientOutput, tracker.status == .idle, !runtime.isDraining,
+              backend.server.name == shard.topology.primary.name, shard.topology.primaryState == .writable,
+              !shard.isPaused(backend.server.name), let classification = routingClass(of: &request),
+              classification.routeCommand == nil, classification.sessionEffect == nil else { return false }
+        refreshSessionReadOnly()
+        guard planner.target(for: classification) == .primary else { return false }
+        unit = UnitOfWork(role: .primary)
+        unit.startedBehindProbe = true
+        return true
+    }
+
+    /// Server bytes while the write position is owed; returns the bytes after its answer that belong to a
+    /// unit started behind it, if any.
+    func watermarkProbeBytesRead(_ buffer: ByteBuffer) throws -> ByteBuffer? {
         let failuresBefore = watermarkProbe.awaiting?.failuresBefore ?? 0
         let outcome = try watermarkProbe.bytesRead(buffer) { noteParameterStatus($0, clientSeesIt: false) }
-        guard case .finished(let position, let problem, let rest) = outcome else { return }
-        guard rest.readableBytes == 0 else {
+        guard case .finished(let position, let problem, let rest) = outcome else { return nil }
+        guard unit.startedBehindProbe || rest.readableBytes == 0 else {
             // Nothing else was sent after the probe: a server that says more is not speaking the protocol.
-            return backendProtocolViolation(ResponseSplitError())
+            backendProtocolViolation(ResponseSplitError())
+            return nil
         }
         if let position {
             readFloor.wrote(at: position)
@@ -127,10 +153,16 @@ extension ClientSession {
             writePositionLost()
         }
         context.flush()
-        guard let backend else { return }
+        if unit.startedBehindProbe {
+            // The next unit is already on this connection: it goes on, and its answers follow.
+            unit.startedBehindProbe = false
+            return rest
+        }
+        guard let backend else { return nil }
         let queued = takePending()
         unitEnded(on: backend)
         redispatch(queued)
+        return nil
     }
 
     /// What the client sent while the answer was owed, taken out to be handled afresh afterwards.
@@ -165,7 +197,7 @@ extension ClientSession {
     /// The client was told its write committed, but not where. At `database` level its commit was held
     /// for the position, so the database's readers were promised it too: they go to the primary until a
     /// later position covers it. (Other levels' writes join the database's watermark only once known.)
-    private func writePositionLost() {
+    func writePositionLost() {
         readFloor.writePositionLost()
         if readFloor.level == .database { databaseWatermark?.probeFailed() }
     }

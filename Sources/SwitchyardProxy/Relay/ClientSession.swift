@@ -465,7 +465,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             pending.append(request)
             return startUnit()
         }
-        if let backend, pending.isEmpty, !closingIdleConnections, !watermarkProbe.isAwaiting, canForward(&request) {
+        if let backend, pending.isEmpty, !closingIdleConnections, mayForwardBehindProbe(&request, on: backend), canForward(&request) {
             forward(&request, to: backend)
         } else {
             pending.append(request)
@@ -482,8 +482,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                                     message: "terminating connection because Switchyard is shutting down"))
         }
         var target = forced ?? .primary
-        // Postgres reports default_transaction_read_only, so the client's view of it is always current.
-        if let readOnly = clientParameters["default_transaction_read_only"] { planner.sessionReadOnly = readOnly == "on" }
+        refreshSessionReadOnly()
         let classification = runtime.poolMode == .transaction ? routingClass(of: &pending[pending.startIndex]) : nil
         if forced == nil, let classification {
             target = planner.target(for: classification)
@@ -521,6 +520,11 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         let pool = chosen!
         unit = UnitOfWork(role: pool.server.role, holdsAnswer: target == .replica && tracker.status == .idle)
         lease(from: pool)
+    }
+
+    /// Postgres reports default_transaction_read_only, so the client's view of it is always current.
+    func refreshSessionReadOnly() {
+        if let readOnly = clientParameters["default_transaction_read_only"] { planner.sessionReadOnly = readOnly == "on" }
     }
 
     /// The classification that routes a unit starting with `message`, if it carries or names a statement.
@@ -760,6 +764,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     func drainPending() {
         guard let backend else { return }
         guard !closingIdleConnections else { return }
+        // Behind a position query still owed, only a unit already started there goes on; the rest waits
+        // for the answer (then it is handled afresh).
+        guard !watermarkProbe.isAwaiting || unit.startedBehindProbe else { return }
         while !pending.isEmpty, canForward(&pending[pending.startIndex]) {
             var request = pending.removeFirst()
             forward(&request, to: backend)
@@ -904,7 +911,10 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         var splitAnswer = false
         let transactionMode = runtime.poolMode == .transaction
         do {
-            if watermarkProbe.isAwaiting { return try watermarkProbeBytesRead(buffer) }
+            if watermarkProbe.isAwaiting {
+                guard let rest = try watermarkProbeBytesRead(buffer), rest.readableBytes > 0 else { return }
+                buffer = rest
+            }
             if parameterSyncAnswer.isAwaiting {
                 guard let rest = try consumeSynchronizationAnswer(buffer), rest.readableBytes > 0 else { return }
                 buffer = rest
@@ -1074,7 +1084,12 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     func backendClosed(_ connection: BackendConnection) {
         guard connection === backend else { return }
         backend = nil
-        if watermarkProbe.isAwaiting { return watermarkProbeLost(connection) }
+        if watermarkProbe.isAwaiting {
+            guard unit.startedBehindProbe else { return watermarkProbeLost(connection) }
+            // A unit went out behind the position query: the client waits for its answers, which are lost.
+            _ = watermarkProbe.abandoned()
+            writePositionLost()
+        }
         if unit.hold.isHolding, unit.retries < 2 {
             // Nothing of the answer reached the client yet: run it on another replica or the primary.
             logger.warning("server \"\(connection.server.name)\" failed before answering; retrying the read elsewhere")
@@ -1238,6 +1253,8 @@ struct UnitOfWork {
     var retries = 0
     /// A statement not proven read-only ran: the unit's write position must be learnt (read-your-writes).
     var mayHaveWritten = false
+    /// The unit went to the primary connection behind the previous unit's position query, still owed.
+    var startedBehindProbe = false
 
     init(role: ServerRole? = nil, holdsAnswer: Bool = false) {
         self.role = role
