@@ -154,14 +154,6 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
         requestReplayRound()
     }
 
-    /// A client learnt its write's position: ask the replicas now, so that its next read, a round trip
-    /// away, likely finds a replica known to have replayed it instead of waiting for a probe.
-    func writeRecorded(at position: LSN) {
-        eventLoop.assertInEventLoop()
-        guard !hasReplicaReplayed(position), !eligibleReplicas.isEmpty else { return }
-        requestReplayRound()
-    }
-
     func stopAwaitingReplay(_ session: ClientSession) {
         replayWaiters.removeAll { $0.session === session }
     }

@@ -146,7 +146,6 @@ extension ClientSession {
         if let position {
             readFloor.wrote(at: position)
             databaseWatermark?.advance(to: position, failuresBeforeProbe: failuresBefore)
-            shard.writeRecorded(at: position)
         } else {
             logger.warning("could not learn the position of a write; this client's reads go to the primary until its next write",
                            metadata: ["problem": "\(problem ?? "?")"])
