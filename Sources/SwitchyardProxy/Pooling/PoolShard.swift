@@ -20,7 +20,7 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
     private weak var runtime: ProxyRuntime?
     /// Replicas currently fit for reads, as last published by the health monitor.
     private(set) var eligibleReplicas: [ServerDefinition] = []
-    /// Replicas' replay positions, as last reported by the ``ReplayPositionTracker``.
+    /// Replicas' replay positions, as this loop's ``ReplayPositionProbe`` last saw them (highest so far).
     private(set) var replayPositions: [String: LSN] = [:]
     /// Sessions whose next read waits for a replica to replay a position (read-your-writes).
     private var replayWaiters: [(session: ClientSession, position: LSN)] = []
@@ -172,7 +172,7 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
             ready.append(waiter.session)
             return true
         }
-        if replayProbe.wantsAnotherRound {
+        if replayProbe.roundRequested {
             requestReplayRound()
         } else if !replayWaiters.isEmpty, !replayRoundScheduled {
             replayRoundScheduled = true

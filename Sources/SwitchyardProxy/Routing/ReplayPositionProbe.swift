@@ -17,7 +17,8 @@ final class ReplayPositionProbe {
     private var connecting: Set<String> = []
     /// Answers owed in the current round.
     private var outstanding = 0
-    private var roundRequested = false
+    /// A round was asked for while the last one ran: the shard starts it when this one ends.
+    private(set) var roundRequested = false
     private var isShutDown = false
     /// A replica answered: its position (replay only moves forward).
     var positionReported: (String, LSN) -> Void = { _, _ in }
@@ -98,7 +99,4 @@ final class ReplayPositionProbe {
     private static func close(_ connection: PostgresConnection) {
         connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
     }
-
-    /// Whether a round was asked for while the last one ran.
-    var wantsAnotherRound: Bool { roundRequested }
 }

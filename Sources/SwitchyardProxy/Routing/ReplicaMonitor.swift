@@ -121,17 +121,17 @@ final class ReplicaMonitor: Sendable {
                                           metadata: ["server": "\(replica.name)", "timeline": "\(timeline)"])
                             changed = true
                         }
-                        let replayPosition = parseLSN(replayed)
+                        let replayPosition = LSN(replayed)
                         // Nothing left to replay means no lag in bytes, however long ago the last write was.
                         let caughtUp = received == replayed
-                        let lagBytes = caughtUp ? 0 : primaryLSN.flatMap { p in replayPosition.map { max(0, p - $0) } }
+                        let lagBytes = caughtUp ? 0 : primaryLSN.flatMap { p in replayPosition.map { max(0, p - Int64(bitPattern: $0.value)) } }
                         // The age of the replayed WAL; `seconds` is 0 when the replica never replayed a transaction.
-                        let lagSeconds = LSN(replayed).map {
+                        let lagSeconds = replayPosition.map {
                             history.lagSeconds(replayed: $0, lastReplayedCommitAge: seconds > 0 ? seconds : nil,
                                                now: (ContinuousClock.now - origin).inSeconds)
                         } ?? seconds
                         let probe = ReplicaProbe(inRecovery: inRecovery, lagBytes: lagBytes, lagSeconds: lagSeconds,
-                                                 replayPosition: LSN(replayed))
+                                                 replayPosition: replayPosition)
                         changed = update(replica) { $0.probeSucceeded(probe) } || changed
                     }
                     record(replica.name, error: nil)
