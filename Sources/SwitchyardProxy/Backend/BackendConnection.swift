@@ -52,13 +52,8 @@ final class BackendConnection: ChannelDuplexHandler, RemovableChannelHandler {
     var parameterValues: [String: String] = [:]
     /// Lower-cased names of the parameters this server reports in ParameterStatus messages.
     private(set) var reportedParameterNames: Set<String> = []
-    /// Statements Switchyard prepared on this server for transaction-mode clients (by server-side
-    /// name), oldest first so the cache can stay bounded.
-    var preparedStatements: Set<String> = []
-    var preparedOrder: [String] = []
-    /// Prepared here, but their plans went stale after DDL (0A000): closed before being prepared again.
-    var stalePreparedStatements: Set<String> = []
-    static let preparedStatementLimit = 1000
+    /// Statements Switchyard prepared on this server for transaction-mode clients.
+    var statements = ServerStatements()
     /// The key the server gave us, which a CancelRequest to it must carry.
     private(set) var cancelKey = CancelRequest(processID: 0, secretKey: 0)
 
@@ -302,13 +297,6 @@ final class BackendConnection: ChannelDuplexHandler, RemovableChannelHandler {
             failStartup(error)
             context.close(promise: nil)
         }
-    }
-
-    /// DISCARD ALL or DEALLOCATE ALL ran here: the server has no prepared statements any more.
-    func forgetPreparedStatements() {
-        preparedStatements.removeAll()
-        preparedOrder.removeAll()
-        stalePreparedStatements.removeAll()
     }
 
     /// Records a ParameterStatus body: the server's current value of a reported parameter.

@@ -32,7 +32,7 @@ extension ClientSession {
         if let command = classification.routeCommand { return .route(command) }
         // Only the client's protocol-level statements; SQL-level PREPAREs live on a pinned server.
         if runtime.poolMode == .transaction, !pin.isPinned, case .deallocate(let name)? = classification.sessionEffect,
-           name.map({ preparedStatements[$0] != nil }) ?? true {
+           name.map(statementMap.hasStatement(named:)) ?? true {
             return .deallocate(name: name)
         }
         return nil
@@ -58,10 +58,10 @@ extension ClientSession {
         case .route(.show), .route(.showProxySetting):
             break
         case .deallocate(let name?):
-            preparedStatements[name] = nil
+            statementMap.deallocated(name)
             statementClasses[name] = nil
         case .deallocate(nil):
-            preparedStatements.removeAll()
+            statementMap.deallocated(nil)
             statementClasses.removeAll()
         }
         return nil

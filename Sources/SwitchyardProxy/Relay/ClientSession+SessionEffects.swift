@@ -44,7 +44,7 @@ extension ClientSession {
               tracker.extendedBatchOpen, !pending.isEmpty, !canForward(&pending[pending.startIndex]) else { return }
         unit.endedEarly = true
         tracker.clientSent(FrontendMessageID.sync)
-        sendSynthesized(sequencer.sent(.sync, disposition: .swallow))
+        sendSynthesized(statementMap.ownSyncSent())
         send(composed(capacity: 5) { $0.writeMessage(id: FrontendMessageID.sync) { _ in } }, to: backend)
         backend.flush()
         logger.debug("pipeline needs the primary after replica reads; ended the replica's part with a Sync of its own")
@@ -57,11 +57,8 @@ extension ClientSession {
             if !effect.pinsServerConnection || unit.role == .primary { pin.apply(effect) }
             switch effect {
             case .discard(all: true), .deallocate(name: nil):
-                // The server drops every prepared statement, the shared ones too; the client's are gone, as
-                // they would be on a direct connection.
-                backend.forgetPreparedStatements()
-                perform(.deallocate(name: nil))
-                forgetUnnamedStatement()
+                statementMap.serverDroppedAllStatements(&backend.statements)
+                statementClasses.removeAll()
             case .deallocate(let name?):
                 perform(.deallocate(name: name))
             case .listen, .unlisten, .createTemporary, .discard, .databaseDDL:
@@ -70,33 +67,6 @@ extension ClientSession {
         }
         if classification.pinsServerConnection, unit.role == .primary, !(classification.sessionEffect?.pinsServerConnection ?? false) {
             pin.pinUntilDiscarded()
-        }
-    }
-
-    /// Transaction mode: the client's Parse of the unnamed statement, kept for units on other servers.
-    func rememberUnnamedStatement(_ parse: WireMessage) {
-        unnamedParse.clear()
-        unnamedParse.writeImmutableBuffer(parse.bytes)
-        unit.unnamedStatementSent = true
-    }
-
-    func forgetUnnamedStatement() {
-        if unnamedParse.readableBytes > 0 { unnamedParse.clear() }
-        unit.unnamedStatementSent = false
-    }
-
-    /// Before a Bind or Describe of the unnamed statement in a unit that has not parsed it: the
-    /// server may be another than the one that parsed it (the unnamed statement outlives its Sync in
-    /// Postgres), so parse it again there; with none, close the server's own, which is some other
-    /// client's, so the client gets Postgres' 26000 rather than someone else's statement.
-    func ensureUnnamedStatement(on backend: BackendConnection) {
-        guard !unit.unnamedStatementSent else { return }
-        unit.unnamedStatementSent = true
-        if unnamedParse.readableBytes > 0 {
-            sendSynthesized(sequencer.sent(.parse, disposition: .swallow))
-            send(unnamedParse, to: backend)
-        } else {
-            closeServerStatement("", on: backend)
         }
     }
 }

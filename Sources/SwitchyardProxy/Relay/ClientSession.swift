@@ -59,10 +59,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var batch = ClientBatch.relayed
     /// Named statements that are local commands, answered locally whenever bound.
     var localStatements: [String: LocalCommand] = [:]
-    /// Transaction mode: the client's last Parse of the unnamed statement (the whole message, copied
-    /// into storage kept across units), re-sent when a later unit uses the unnamed statement on a
-    /// server that may not have it. Empty when there is none (a simple Query destroys it).
-    var unnamedParse = ByteBuffer()
     /// Database-level DDL waits until Switchyard's idle connections to its database are closed.
     var closingIdleConnections = false
     /// The client's view of the tracked session parameters (lower-cased names).
@@ -70,16 +66,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Answers still owed to the parameter-synchronisation queries Switchyard injected (and whether
     /// the client's login waits for them: it must see the parameters it asked for).
     var parameterSyncAnswer = ParameterSyncAnswer()
-    /// Transaction mode: the client's named statements, re-created on whichever server runs them.
-    var preparedStatements: [String: PreparedStatement] = [:]
-    /// Transaction mode: matches answers to requests, to cut out injected ones and add absorbed ones.
-    var sequencer = ResponseSequencer()
-    /// Server-side names recorded as prepared before the server confirmed them, by request tag.
-    var unconfirmedPrepares: [Int: String] = [:]
-    /// Server-side names of statements bound and not yet answered, by request tag.
-    var boundStatements: [Int: String] = [:]
-    /// The error being read is 0A000 "cached plan must not change result type".
-    var staleStatementErrorPending = false
+    /// Transaction mode: the client's statements, re-created on whichever server runs them, and the
+    /// answers to cut out or make up for that.
+    var statementMap = StatementMap()
     /// The attached server sent the client a FATAL (or PANIC) error: it closes next, and Postgres
     /// sends nothing after it, so neither does Switchyard.
     var serverEndedWithFatal = false
@@ -93,7 +82,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var watermarkProbe = WatermarkProbe()
     /// A read waiting for a replica to replay what it must see, until this fires (then: the primary).
     var replayWait: (timer: Scheduled<Void>, since: NIODeadline)?
-    var nextTag = 1
     /// Messages forwarded unchanged during one read, written together: when they are the whole
     /// read, the read's own buffer goes out in one write.
     var verbatim: [ByteBuffer] = []
@@ -418,9 +406,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                     tracker.clientSent(id)
                     unit.mayHaveWritten = true
                     noteRequestStarted()
-                    if runtime.poolMode == .transaction, let request = ResponseSequencer.Request(frontendID: id) {
-                        sendSynthesized(sequencer.sent(request))
-                    }
+                    if runtime.poolMode == .transaction { sendSynthesized(statementMap.clientStartedStreaming(id)) }
                     send(bytes)
                 case .streamBody(let bytes, _):
                     send(bytes)
@@ -560,10 +546,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         let needsClass = carriesSQL && (unit.role == .replica
             || ParseMessage.namesStatement(message)
             || (transactionMode && message.statementText.map(SessionEffect.mayBeginStatement) == true))
-        if message.id == FrontendMessageID.query, transactionMode {
-            // A simple Query destroys the unnamed statement (Postgres does so on its server).
-            forgetUnnamedStatement()
-        }
         if needsClass, let classification = request.classification(by: shard) {
             if case .begin? = classification.transactionControl { unit.explicitTransaction = true }
             planner.observe(classification)
@@ -577,9 +559,10 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         if unit.hold.isHolding { unit.sent.append(message) }
         guard transactionMode else { return sendVerbatim(message, to: backend) }
         if !unit.mayHaveWritten, unit.role == .primary, readFloor.tracksWrites { noteWhetherItMayWrite(&request) }
-        if forwardRewritingStatementNames(message, to: backend) { return }
-        if let request = ResponseSequencer.Request(frontendID: message.id) { sendSynthesized(sequencer.sent(request)) }
-        sendVerbatim(message, to: backend)
+        let forwarding = statementMap.clientSent(message, server: &backend.statements, allocator: context.channel.allocator)
+        sendSynthesized(forwarding.madeUpAnswers)
+        if let composed = forwarding.composed { send(composed, to: backend) }
+        if forwarding.forwardsMessage { sendVerbatim(message, to: backend) }
     }
 
     /// Starts the clocks of a query (and transaction) when the server had nothing in flight.
@@ -618,93 +601,11 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         (target ?? backend)?.write(bytes)
     }
 
-    /// Transaction mode: maps the client's statement names to server-side ones, preparing
-    /// statements on servers that lack them. Returns false for messages it leaves alone.
-    func forwardRewritingStatementNames(_ message: WireMessage, to backend: BackendConnection) -> Bool {
-        switch message.id {
-        case FrontendMessageID.parse:
-            guard let parse = ParseMessage(message) else { return false }
-            if parse.statement.isEmpty {
-                rememberUnnamedStatement(message)
-                return false
-            }
-            let statement = PreparedStatement(definition: parse.definition)
-            preparedStatements[parse.statement] = statement
-            if backend.preparedStatements.contains(statement.serverName) {
-                sendSynthesized(sequencer.sent(.parse, disposition: .synthesize(BackendMessageID.parseComplete)))
-            } else {
-                prepare(statement, on: backend, disposition: .forward)
-            }
-        case FrontendMessageID.bind:
-            guard let bind = BindMessage(message) else { return false }
-            if bind.statement.isEmpty {
-                ensureUnnamedStatement(on: backend)
-                return false
-            }
-            guard let statement = preparedStatements[bind.statement] else { return false }
-            if !backend.preparedStatements.contains(statement.serverName) { prepare(statement, on: backend, disposition: .swallow) }
-            let tag = nextTag
-            nextTag += 1
-            boundStatements[tag] = statement.serverName
-            sendSynthesized(sequencer.sent(.bind, tag: tag))
-            send(composed(capacity: bind.rest.readableBytes + statement.serverName.utf8.count + bind.portal.utf8.count + 7) {
-                bind.encode(statement: statement.serverName, into: &$0)
-            }, to: backend)
-        case FrontendMessageID.describe, FrontendMessageID.close:
-            guard let target = TargetMessage(message), target.kind == .statement else { return false }
-            if target.name.isEmpty {
-                if message.id == FrontendMessageID.close { forgetUnnamedStatement() } else { ensureUnnamedStatement(on: backend) }
-                return false
-            }
-            guard let statement = preparedStatements[target.name] else { return false }
-            if message.id == FrontendMessageID.close {
-                // Other clients may share the server-side statement: only the client's name goes.
-                preparedStatements[target.name] = nil
-                sendSynthesized(sequencer.sent(.close, disposition: .synthesize(BackendMessageID.closeComplete)))
-            } else {
-                if !backend.preparedStatements.contains(statement.serverName) { prepare(statement, on: backend, disposition: .swallow) }
-                sendSynthesized(sequencer.sent(.describe))
-                send(composed { TargetMessage(id: message.id, kind: .statement, name: statement.serverName).encode(into: &$0) }, to: backend)
-            }
-        default:
-            return false
-        }
-        return true
-    }
-
-    /// Sends a Close of the server-side statement `name`, whose answer the client never sees.
-    func closeServerStatement(_ name: String, on backend: BackendConnection) {
-        sendSynthesized(sequencer.sent(.close, disposition: .swallow))
-        send(composed { TargetMessage(id: FrontendMessageID.close, kind: .statement, name: name).encode(into: &$0) }, to: backend)
-    }
-
     /// A message Switchyard composes for a server.
     func composed(capacity: Int = 64, _ write: (inout ByteBuffer) -> Void) -> ByteBuffer {
         var buffer = context.channel.allocator.buffer(capacity: capacity)
         write(&buffer)
         return buffer
-    }
-
-    /// Sends a Parse for `statement`, keeping the server's statement cache bounded.
-    func prepare(_ statement: PreparedStatement, on backend: BackendConnection, disposition: ResponseSequencer.Disposition) {
-        if backend.preparedStatements.count >= BackendConnection.preparedStatementLimit, !backend.preparedOrder.isEmpty {
-            let oldest = backend.preparedOrder.removeFirst()
-            backend.preparedStatements.remove(oldest)
-            closeServerStatement(oldest, on: backend)
-        }
-        if backend.stalePreparedStatements.remove(statement.serverName) != nil {
-            // Its plan went stale: drop the server's copy before preparing it again under the same name.
-            closeServerStatement(statement.serverName, on: backend)
-        }
-        let tag = nextTag
-        nextTag += 1
-        if !sequencer.isSkippingToSync {
-            backend.preparedStatements.insert(statement.serverName)
-            backend.preparedOrder.append(statement.serverName)
-            unconfirmedPrepares[tag] = statement.serverName
-        }
-        sendSynthesized(sequencer.sent(.parse, disposition: disposition, tag: tag))
-        send(statement.parseMessage(allocator: context.channel.allocator), to: backend)
     }
 
     /// Writes made-up answers (ParseComplete, CloseComplete) to the client.
@@ -721,44 +622,20 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
     }
 
-    /// Applies the sequencer's verdict on one server message; false means cut it out.
-    func sequence(_ id: UInt8) -> (forward: Bool, synthesized: [UInt8]) {
-        guard !sequencer.isEmpty else { return (true, []) }
-        let verdict = sequencer.received(id)
+    /// Applies the statement map's verdict on one server message (``StatementMap/serverSent(_:error:server:)``).
+    func sequence(_ id: UInt8, error: ErrorFields?) -> StatementMap.Verdict {
+        guard !statementMap.isSettled, let backend else { return StatementMap.Verdict() }
+        let verdict = statementMap.serverSent(id, error: error, server: &backend.statements)
         if verdict.endsFailedBatch, unit.endedEarly { unit.endedEarlyAfterError = true }
-        let stale = staleStatementErrorPending && id == BackendMessageID.errorResponse
-        if id == BackendMessageID.errorResponse { staleStatementErrorPending = false }
-        for tag in verdict.failedTags {
-            if let name = unconfirmedPrepares.removeValue(forKey: tag) { backend?.preparedStatements.remove(name) }
-            if let name = boundStatements.removeValue(forKey: tag), stale, let backend {
-                logger.info("prepared statement's plan went stale after DDL; it is prepared again on next use",
-                            metadata: ["server": "\(backend.server.name)", "statement": "\(name)"])
-                backend.preparedStatements.remove(name)
-                backend.stalePreparedStatements.insert(name)
-            }
+        for name in verdict.wentStale {
+            logger.info("prepared statement's plan went stale after DDL; it is prepared again on next use",
+                        metadata: ["server": "\(backend.server.name)", "statement": "\(name)"])
         }
-        if sequencer.isEmpty {
-            unconfirmedPrepares.removeAll(keepingCapacity: true)
-            boundStatements.removeAll(keepingCapacity: true)
-        }
-        return (verdict.forward, verdict.synthesizedAfter)
+        return verdict
     }
 
     /// Server messages whose bodies the relay reads: parameter changes, and errors (FATAL, stale plans).
     static let capturedBackendIDs = [BackendMessageID.parameterStatus, BackendMessageID.errorResponse]
-
-    /// An ErrorResponse from the attached server, seen as it passes to the client. Returns whether it
-    /// is FATAL or PANIC: the server closes next, and the client must get that error alone.
-    @discardableResult
-    func serverErrorScanned(_ error: ErrorFields?) -> Bool {
-        guard let error else { return false }
-        if error.code == SQLState.featureNotSupported, error.message == "cached plan must not change result type" {
-            // A shared server-side statement outlived DDL that changed its result: it must be prepared
-            // anew (sequence() marks the statements this error failed), not fail for every client.
-            staleStatementErrorPending = true
-        }
-        return error.isFatal
-    }
 
     /// Sends pending messages to the attached server, up to one that must wait for another server.
     func drainPending() {
@@ -855,6 +732,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func attach(_ connection: BackendConnection) {
         backend = connection
+        statementMap.serverAttached()
         connection.attach(to: self)
         connection.clientWritabilityChanged(isWritable: context.channel.isWritable)
     }
@@ -921,18 +799,19 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             }
             if unit.hold.isHolding { return try holdResponse(buffer) }
             try backendScanner.scan(buffer) { message in
-                var fatal = false
+                var error: ErrorFields? = nil
                 if message.id == BackendMessageID.readyForQuery {
                     tracker.backendSentReadyForQuery(message.firstBodyByte)
                     queryFinished()
                 } else if let body = message.body {
                     if message.id == BackendMessageID.errorResponse {
-                        fatal = serverErrorScanned(ErrorFields(decoding: body))
+                        error = ErrorFields(decoding: body)
                     } else {
                         noteParameterStatus(body, clientSeesIt: true)
                     }
                 }
-                var (forward, synthesized) = sequence(message.id)
+                let verdict = sequence(message.id, error: error)
+                var forward = verdict.forward
                 if message.id == BackendMessageID.errorResponse, transactionMode, tracker.awaitedReadyForQuery == 0,
                    !tracker.extendedBatchOpen, message.startedInThisBuffer, !pin.isPinned {
                     // An error after the unit's last ReadyForQuery is the server's own (it is shutting down):
@@ -942,16 +821,17 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                     logger.notice("server reported an error between transactions; not passed to the client")
                     forward = false
                 }
-                if fatal, forward { serverEndedWithFatal = true }
+                // A FATAL (or PANIC): the server closes next, and the client must get that error alone.
+                if error?.isFatal == true, forward { serverEndedWithFatal = true }
                 if !forward {
                     guard message.startedInThisBuffer else { splitAnswer = true; return }
                     writeToClient(buffer, from: forwardedUpTo, to: message.endOffset - message.length)
                     forwardedUpTo = message.endOffset
                 }
-                if !synthesized.isEmpty {
+                if !verdict.madeUpAfter.isEmpty {
                     writeToClient(buffer, from: forwardedUpTo, to: message.endOffset)
                     forwardedUpTo = message.endOffset
-                    sendSynthesized(synthesized)
+                    sendSynthesized(verdict.madeUpAfter)
                 }
             }
         } catch {
@@ -992,11 +872,10 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         unit.hold = HeldAnswer(holding: false)
         let decision = try hold.bytesRead(buffer) { message in
             let body = message.body
-            if message.id == BackendMessageID.errorResponse { serverErrorScanned(ErrorFields(decoding: body)) }
-            let (forward, synthesized) = sequence(message.id)
+            let verdict = sequence(message.id, error: message.id == BackendMessageID.errorResponse ? ErrorFields(decoding: body) : nil)
             if message.id == BackendMessageID.parameterStatus { noteParameterStatus(body, clientSeesIt: true) }
             if message.id == BackendMessageID.readyForQuery { tracker.backendSentReadyForQuery(message.firstBodyByte) }
-            return HeldAnswer.Verdict(forward: forward, madeUp: synthesized)
+            return HeldAnswer.Verdict(forward: verdict.forward, madeUp: verdict.madeUpAfter)
         }
         switch decision {
         case .wait:
@@ -1024,10 +903,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             && !unit.hold.hasUnjudgedBytes
         unit = UnitOfWork()
         tracker = TransactionTracker()
-        sequencer = ResponseSequencer()
-        unconfirmedPrepares.removeAll()
-        boundStatements.removeAll()
-        staleStatementErrorPending = false
+        statementMap.serverAbandoned()
         backendScanner = MessageBoundaryScanner(maximumLength: Int(Int32.max))
         backendScanner.capturedIDs = ClientSession.capturedBackendIDs
         if let backend {
@@ -1244,8 +1120,6 @@ struct UnitOfWork {
     var endedEarly = false
     /// ... and that part failed: the client's messages up to its own Sync are skipped, as Postgres would.
     var endedEarlyAfterError = false
-    /// The unnamed statement was parsed (or parsed again) on this unit's server.
-    var unnamedStatementSent = false
     /// Messages sent so far, kept while the answer is held so the unit can be re-run.
     var sent: [WireMessage] = []
     /// The replica's answer, held until it shows success (autocommit replica reads only).
