@@ -160,7 +160,7 @@ public final class AdminConsole: Sendable {
     private func resume(_ server: String?) async throws -> AdminResult {
         if let server { _ = try existingServer(server) }
         let before = runtime.pause
-        if let server, before.everything {
+        if server != nil, before.everything {
             throw ErrorFields(severity: .error, code: SQLState.objectNotInPrerequisiteState,
                               message: "all servers are paused; RESUME without a server name resumes them")
         }

@@ -109,6 +109,7 @@ extension ClientSession {
         watermarkProbe.querySent(holdingClientOutput: holding, failuresBefore: databaseWatermark?.failureCount ?? 0)
         if !holding { context.flush() }
         flushVerbatim(wholeRead: nil)
+        statementMap.serverRanItsOwnQuery()
         backend.write(WatermarkProbe.message)
         backend.flush()
         return true

@@ -15,6 +15,8 @@ struct ServerStatements {
     private var stale: Set<String> = []
 
     func contains(_ name: String) -> Bool { names.contains(name) }
+    /// Entries in the eviction queue (for tests of its bound).
+    var queuedCount: Int { order.count }
     var count: Int { names.count }
 
     /// The statement to close before one more is prepared, if the server holds ``limit`` already.

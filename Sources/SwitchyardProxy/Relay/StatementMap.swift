@@ -160,6 +160,12 @@ struct StatementMap {
         unnamedParsedOnServer = false
     }
 
+    /// Switchyard sent a simple Query of its own (the write position query): Postgres dropped the
+    /// unnamed statement there, though the client's copy stays.
+    mutating func serverRanItsOwnQuery() {
+        unnamedParsedOnServer = false
+    }
+
     /// The attached server was let go with answers still owed (a unit re-run elsewhere): what was
     /// sent there no longer matters.
     mutating func serverAbandoned() {
@@ -218,18 +224,19 @@ struct StatementMap {
         }
     }
 
-    /// A Parse for `statement`, keeping the server's statement cache bounded.
+    /// A Parse for `statement`, keeping the server's statement cache bounded. After an error the
+    /// server skips everything up to Sync: then nothing sent now runs there, and the record stays as it is.
     private mutating func prepare(_ statement: PreparedStatement, on server: inout ServerStatements,
                                   disposition: ResponseSequencer.Disposition, into out: inout Forwarding,
                                   allocator: ByteBufferAllocator) {
-        if let oldest = server.evictOldestIfFull() { closeServerStatement(oldest, into: &out, allocator: allocator) }
-        if server.takeStale(statement.serverName) {
+        let runs = !sequencer.isSkippingToSync
+        if runs, let oldest = server.evictOldestIfFull() { closeServerStatement(oldest, into: &out, allocator: allocator) }
+        if runs, server.takeStale(statement.serverName) {
             // Its plan went stale: drop the server's copy before preparing it again under the same name.
             closeServerStatement(statement.serverName, into: &out, allocator: allocator)
         }
         let tag = takeTag()
-        // After an error the server skips to Sync: this Parse will not run there.
-        if !sequencer.isSkippingToSync {
+        if runs {
             server.prepared(statement.serverName)
             unconfirmedPrepares[tag] = statement.serverName
         }

@@ -190,6 +190,7 @@ import Testing
             server.prepared("sy_failing")
             server.prepareFailed("sy_failing")
         }
+        #expect(server.queuedCount <= 2 * ServerStatements.limit + 1)
         server.prepared("sy_kept")
         #expect(server.count == 1)
         for index in 0..<(ServerStatements.limit - 1) { server.prepared("sy_\(index)") }
@@ -260,18 +261,59 @@ import Testing
     @Test func discardAllForgetsEveryStatementOnBothSides() throws {
         var server = ServerStatements()
         var map = preparedS1(on: &server)
+        _ = map.clientSent(parse("", "select 2"), server: &server, allocator: allocator)
         map.serverDroppedAllStatements(&server)
         #expect(server.count == 0)
         #expect(!map.hasStatement(named: "s1"))
+        // The unnamed one went too: the server's own is closed, so Postgres answers 26000.
+        #expect(try lines(map.clientSent(bind(""), server: &server, allocator: allocator)) == ["C "])
     }
 
-    @Test func anAbandonedServerLeavesNothingOwed() {
+    @Test func anAbandonedServerLeavesNothingOwed() throws {
         var map = StatementMap()
         var server = ServerStatements()
         _ = map.clientSent(parse("s1", "select 1"), server: &server, allocator: allocator)
         #expect(!map.isSettled)
+        _ = map.clientSent(parse("", "select 2"), server: &server, allocator: allocator)
         map.serverAbandoned()
         #expect(map.isSettled)
         #expect(map.hasStatement(named: "s1"), "the client's statements outlive the server")
+        #expect(try lines(map.clientSent(bind(""), server: &server, allocator: allocator)) == ["P  select 2"],
+                "the unit is re-run elsewhere: the unnamed statement is parsed again")
+    }
+
+    @Test func theWritePositionQueryDropsTheUnnamedStatementOnItsServer() throws {
+        var map = StatementMap()
+        var server = ServerStatements()
+        _ = map.clientSent(parse("", "insert into t values (1)"), server: &server, allocator: allocator)
+        #expect(map.clientSent(bind(""), server: &server, allocator: allocator).composed == nil)
+        // The next unit goes right behind Switchyard's own simple Query on the same connection.
+        map.serverRanItsOwnQuery()
+        #expect(try lines(map.clientSent(bind(""), server: &server, allocator: allocator)) == ["P  insert into t values (1)"])
+    }
+
+    @Test func nothingIsEvictedOrUnmarkedByAParseTheServerWillSkip() throws {
+        var server = ServerStatements()
+        for index in 0..<ServerStatements.limit { server.prepared("sy_\(index)") }
+        var map = StatementMap()
+        _ = map.clientSent(bind("unknown"), server: &server, allocator: allocator)
+        _ = map.serverSent(BackendMessageID.errorResponse, error: ErrorFields(severity: .error, code: "26000", message: "no such statement"),
+                           server: &server)
+        // Skipped up to Sync: a Close sent now would not run, so the record must not drop sy_0.
+        _ = map.clientSent(parse("s1", "select 1"), server: &server, allocator: allocator)
+        #expect(server.contains("sy_0"))
+        #expect(server.count == ServerStatements.limit)
+    }
+
+    @Test func ownSyncAnswerIsCutAndDeallocateForgetsTheClientsName() {
+        var map = StatementMap()
+        var server = ServerStatements()
+        _ = map.clientSent(parse("s1", "select 1"), server: &server, allocator: allocator)
+        #expect(map.ownSyncSent().isEmpty)
+        #expect(map.serverSent(BackendMessageID.parseComplete, error: nil, server: &server).forward)
+        #expect(!map.serverSent(BackendMessageID.readyForQuery, error: nil, server: &server).forward)
+        map.deallocated("s1")
+        #expect(!map.hasStatement(named: "s1"))
+        #expect(server.contains(serverName), "DEALLOCATE of a client name leaves the shared server statement")
     }
 }
