@@ -44,6 +44,9 @@ struct StatementMap {
     /// Server-side names of statements bound and not yet answered, by request tag.
     private var boundStatements: [Int: String] = [:]
     private var nextTag = 1
+    /// Where composed messages are written (see ``compose(into:allocator:capacity:_:)``).
+    private var scratch = ByteBuffer()
+    private var scratchWritten = false
 
     /// Whether every request sent has been answered (nothing is cut or made up now).
     var isSettled: Bool { sequencer.isEmpty }
@@ -55,6 +58,14 @@ struct StatementMap {
     /// The client's `message` goes to the attached server, whose statements are `server`.
     mutating func clientSent(_ message: WireMessage, server: inout ServerStatements, allocator: ByteBufferAllocator) -> Forwarding {
         var out = Forwarding()
+        scratchWritten = false
+        route(message, server: &server, allocator: allocator, into: &out)
+        if scratchWritten { out.composed = scratch }
+        return out
+    }
+
+    private mutating func route(_ message: WireMessage, server: inout ServerStatements, allocator: ByteBufferAllocator,
+                                into out: inout Forwarding) {
         switch message.id {
         case FrontendMessageID.query:
             // Postgres drops the unnamed statement at a simple Query.
@@ -75,7 +86,7 @@ struct StatementMap {
                 prepare(statement, on: &server, disposition: .forward, into: &out, allocator: allocator)
             }
             out.forwardsMessage = false
-            return out
+            return
         case FrontendMessageID.bind:
             guard let bind = BindMessage(message) else { break }
             if bind.statement.isEmpty {
@@ -94,7 +105,7 @@ struct StatementMap {
                 bind.encode(statement: statement.serverName, into: &$0)
             }
             out.forwardsMessage = false
-            return out
+            return
         case FrontendMessageID.describe, FrontendMessageID.close:
             guard let target = TargetMessage(message), target.kind == .statement else { break }
             if target.name.isEmpty {
@@ -120,12 +131,11 @@ struct StatementMap {
                 }
             }
             out.forwardsMessage = false
-            return out
+            return
         default:
             break
         }
         if let request = ResponseSequencer.Request(frontendID: message.id) { out.madeUpAnswers += sequencer.sent(request) }
-        return out
     }
 
     /// A message of type `id` too large to read goes to the server as it arrives.
@@ -254,14 +264,27 @@ struct StatementMap {
         }
     }
 
-    private func compose(into out: inout Forwarding, allocator: ByteBufferAllocator, capacity: Int = 64,
-                         _ write: (inout ByteBuffer) -> Void) {
-        if out.composed == nil { out.composed = allocator.buffer(capacity: capacity) }
-        write(&out.composed!)
+    /// Writes into `scratch`, which is reused: by the next message its last write has usually reached
+    /// the socket, so clearing it reuses its storage instead of allocating (a renamed Bind per
+    /// transaction cost a heap allocation). One that grew large is let go, not kept while idle.
+    private mutating func compose(into out: inout Forwarding, allocator: ByteBufferAllocator, capacity: Int = 64,
+                                  _ write: (inout ByteBuffer) -> Void) {
+        if !scratchWritten {
+            scratchWritten = true
+            if scratch.capacity > Self.scratchLimit || scratch.capacity < capacity {
+                scratch = allocator.buffer(capacity: max(capacity, 256))
+            } else {
+                scratch.clear()
+            }
+            if let earlier = out.composed { scratch.writeImmutableBuffer(earlier) }
+        }
+        write(&scratch)
     }
 
+    static let scratchLimit = 16 * 1024
+
     /// Adds stored bytes; the first ones are sent as they are, without a copy.
-    private func append(_ bytes: ByteBuffer, into out: inout Forwarding) {
-        if out.composed == nil { out.composed = bytes } else { out.composed!.writeImmutableBuffer(bytes) }
+    private mutating func append(_ bytes: ByteBuffer, into out: inout Forwarding) {
+        if scratchWritten { scratch.writeImmutableBuffer(bytes) } else { out.composed = bytes }
     }
 }

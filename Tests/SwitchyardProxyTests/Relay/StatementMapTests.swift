@@ -115,6 +115,19 @@ import Testing
         #expect(map.isSettled)
     }
 
+    @Test func composedBytesStayIntactWhileTheNextMessageIsComposed() throws {
+        var server = ServerStatements()
+        var map = preparedS1(on: &server)
+        let first = map.clientSent(bind("s1", portal: "p1"), server: &server, allocator: allocator)
+        let second = map.clientSent(bind("s1", portal: "p2"), server: &server, allocator: allocator)
+        let portal = { (forwarding: StatementMap.Forwarding) throws -> String? in
+            var buffer = forwarding.composed ?? ByteBuffer()
+            return try buffer.readWireMessage().flatMap(BindMessage.init)?.portal
+        }
+        #expect(try portal(first) == "p1", "a write still in flight must not see the next message's bytes")
+        #expect(try portal(second) == "p2")
+    }
+
     @Test func aRefusedParseIsNotRecordedAsPreparedAndIsSentAgainNextTime() throws {
         var map = StatementMap()
         var server = ServerStatements()
