@@ -17,11 +17,12 @@ struct PreparedStatement {
         self.serverName = "sy_" + digest.prefix(12).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
     }
 
-    /// The Parse message that creates this statement on a server.
-    func parseMessage(allocator: ByteBufferAllocator) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: serverName.utf8.count + definition.readableBytes + 7)
+    /// The Parse message's size, for sizing the buffer it is written into.
+    var parseMessageLength: Int { serverName.utf8.count + definition.readableBytes + 7 }
+
+    /// Writes the Parse message that creates this statement on a server.
+    func encodeParse(into buffer: inout ByteBuffer) {
         ParseMessage.encode(statement: serverName, definition: definition, into: &buffer)
-        return buffer
     }
 }
 

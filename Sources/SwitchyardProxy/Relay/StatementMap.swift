@@ -251,9 +251,7 @@ struct StatementMap {
             unconfirmedPrepares[tag] = statement.serverName
         }
         out.madeUpAnswers += sequencer.sent(.parse, disposition: disposition, tag: tag)
-        compose(into: &out, allocator: allocator, capacity: statement.serverName.utf8.count + statement.definition.readableBytes + 7) {
-            ParseMessage.encode(statement: statement.serverName, definition: statement.definition, into: &$0)
-        }
+        compose(into: &out, allocator: allocator, capacity: statement.parseMessageLength) { statement.encodeParse(into: &$0) }
     }
 
     /// A Close of the server-side statement `name`, whose answer the client never sees.
