@@ -70,6 +70,7 @@ public enum SQLState {
     public static let insufficientPrivilege = "42501"
     public static let syntaxError = "42601"
     public static let idleInTransactionTimeout = "25P03"
+    public static let inFailedSQLTransaction = "25P02"
     public static let readOnlySQLTransaction = "25006"
     public static let internalError = "XX000"
     public static let undefinedObject = "42704"

@@ -3,7 +3,7 @@ import NIOCore
 import PostgresWire
 
 /// The connection of an operator on the admin console, after ``ClientSession`` authenticated it:
-/// frames messages, feeds them to ``AdminProtocolStateMachine`` and performs its actions,
+/// frames messages, feeds them to ``AdminResponder`` and performs its actions,
 /// running commands on ``AdminConsole``.
 final class AdminSession: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
@@ -13,7 +13,7 @@ final class AdminSession: ChannelInboundHandler {
     private let user: String
     private let logger: Logger
     private var processor: NIOSingleStepByteToMessageProcessor<FrameDecoder>
-    private var machine = AdminProtocolStateMachine()
+    private var machine = AdminResponder()
     private var context: ChannelHandlerContext!
 
     init(console: AdminConsole, user: String, maximumMessageSize: Int, logger: Logger) {
@@ -55,7 +55,7 @@ final class AdminSession: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    private func run(_ actions: [AdminProtocolStateMachine.Action]) {
+    private func run(_ actions: [AdminResponder.Action]) {
         guard context.channel.isActive else { return }
         var buffer = context.channel.allocator.buffer(capacity: 256)
         for action in actions {

@@ -1,29 +1,127 @@
+import DequeModule
 import NIOCore
 import PostgresWire
 
 /// Statements Switchyard answers itself (``LocalCommand``), in the simple and the extended protocol,
 /// with the message sequence Postgres would send.
 extension ClientSession {
-    /// A ``LocalCommand`` (`SET`/`SHOW switchyard.route`, DEALLOCATE of the client's statements) sent
-    /// alone as a simple Query is answered by Switchyard itself.
-    func answerLocally(_ query: inout ClientRequest) -> Bool {
-        guard Self.mayBeLocalCommand(query.message.body), let classification = query.classification(by: shard),
-              let command = localCommand(classification) else { return false }
+    /// What became of a client message that may be a local command.
+    enum LocalDisposition {
+        /// Not a local command (or one inside a batch already relayed): the servers answer it.
+        case relayed
+        /// Answered (or its batch opened) now.
+        case answered
+        /// Answers to the messages before it are still owed: it waits, and everything after it, in
+        /// `deferred`, so the client gets every answer in the order Postgres would send them.
+        case deferred
+    }
+
+    /// Answers `request` itself if it is a ``LocalCommand`` (`SET`/`SHOW switchyard.route`, DEALLOCATE of
+    /// the client's statements) sent as a statement of its own: a simple Query, or the Parse (or the Bind
+    /// of a statement prepared earlier) that opens an extended-protocol batch.
+    func answerIfLocal(_ request: inout ClientRequest) -> LocalDisposition {
+        guard let command = localCommand(of: &request) else { return .relayed }
+        if serverOwesAnswers {
+            // Deferred only when what is ahead ends with a ReadyForQuery (a Query or Sync), whose arrival
+            // ends the wait; inside a batch still open it goes on to Postgres (README, differences).
+            if let last = pending.last { return last.id == FrontendMessageID.sync || last.id == FrontendMessageID.query ? .deferred : .relayed }
+            return tracker.extendedBatchOpen ? .relayed : .deferred
+        }
         let status = backend == nil ? TransactionStatus.idle : tracker.status
-        if let error = perform(command) {
-            writeToClient { error.encode(into: &$0); BackendMessage.readyForQuery(status, into: &$0) }
-            return true
-        }
-        writeToClient { buffer in
-            if let setting = command.shownSetting {
-                BackendMessage.rowDescription(columns: [setting], into: &buffer)
-                BackendMessage.dataRow([self.localValue(of: command)], into: &buffer)
+        if status == .failed {
+            // Postgres refuses everything but the end of the block, Parse and Bind included.
+            let error = ErrorFields(severity: .error, code: SQLState.inFailedSQLTransaction,
+                                    message: "current transaction is aborted, commands ignored until end of transaction block")
+            if request.id == FrontendMessageID.query {
+                writeToClient { error.encode(into: &$0); BackendMessage.readyForQuery(status, into: &$0) }
+            } else {
+                batch = .discardingUntilSync
+                writeToClient { error.encode(into: &$0) }
             }
-            BackendMessage.commandComplete(command.commandTag, into: &buffer)
-            BackendMessage.readyForQuery(status, into: &buffer)
+            return .answered
         }
-        logger.debug("answered a statement locally", metadata: ["command": "\(command.commandTag)"])
-        return true
+        switch request.id {
+        case FrontendMessageID.query:
+            answerLocally(localAnswers.received(.query(.success([command]))))
+        case FrontendMessageID.parse:
+            batch = .local
+            answerLocally(localAnswers.received(.parse(name: ParseMessage(request.message)?.statement ?? "", .success(command))))
+        default:
+            batch = .local
+            answerLocally(localAnswers.received(.message(Frame(id: request.id, body: request.message.body))))
+        }
+        return .answered
+    }
+
+    /// Whether a server still owes answers to client messages sent (or queued) before now.
+    var serverOwesAnswers: Bool {
+        !pending.isEmpty || waitID != nil || watermarkProbe.isAwaiting || closingIdleConnections
+            || (backend != nil && (tracker.awaitedReadyForQuery > 0 || tracker.extendedBatchOpen))
+    }
+
+    /// The local command a Query or Parse carries, or a Bind names. A first-byte check comes before
+    /// classifying: SET, SHOW, DEALLOCATE, or a comment.
+    func localCommand(of request: inout ClientRequest) -> LocalCommand? {
+        let message = request.message
+        switch message.id {
+        case FrontendMessageID.query, FrontendMessageID.parse:
+            guard let text = message.id == FrontendMessageID.query ? message.body : message.statementText,
+                  Self.mayBeLocalCommand(text), let classification = request.classification(by: shard) else { return nil }
+            return localCommand(classification)
+        case FrontendMessageID.bind:
+            guard localAnswers.hasStatements, let bind = BindMessage(message) else { return nil }
+            return localAnswers.preparedStatement(named: bind.statement)
+        default:
+            return nil
+        }
+    }
+
+    /// Performs what the local responder asks (running a command is synchronous here) and writes its
+    /// replies, ReadyForQuery with the session's transaction status.
+    func answerLocally(_ actions: [LocalResponder<LocalCommand>.Action]) {
+        let status = backend == nil ? TransactionStatus.idle : tracker.status
+        var buffer = context.channel.allocator.buffer(capacity: 128)
+        var actions = Deque(actions)
+        while let action = actions.popFirst() {
+            switch action {
+            case .reply(let reply):
+                reply.encode(into: &buffer, status: status)
+            case .execute(let command):
+                let result: Result<[[ColumnValue]], ErrorFields> = perform(command).map { .failure($0) }
+                    ?? .success(command.returnsRow ? [[.text(localValue(of: command))]] : [])
+                logger.debug("answered a statement locally", metadata: ["command": "\(command.commandTag)"])
+                actions.append(contentsOf: localAnswers.statementFinished(result))
+            case .close:
+                context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+                return close()
+            }
+        }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    /// A server parses (or a simple Query replaces) a statement of a name a local one had: Bind of that
+    /// name goes to the server from now on.
+    func noteRelayedStatement(_ request: ClientRequest) {
+        guard localAnswers.hasStatements else { return }
+        switch request.id {
+        case FrontendMessageID.query: localAnswers.forgetStatement(named: "")
+        case FrontendMessageID.parse: if let parse = ParseMessage(request.message) { localAnswers.forgetStatement(named: parse.statement) }
+        default: break
+        }
+    }
+
+    /// Handles deferred messages in order, as if they arrived now, up to a local command that must wait
+    /// again: a read after `SET switchyard.route` is routed under the new setting.
+    func replayDeferred() {
+        guard !deferred.isEmpty else { return }
+        idleTransactionTimer?.cancel()
+        idleTransactionTimer = nil
+        while case .relaying = phase, let request = deferred.popFirst() {
+            guard receive(request) else { break }
+        }
+        flushVerbatim(wholeRead: nil)
+        backend?.flush()
+        resumeHeldRead()
     }
 
     /// The local command a statement string is, if it is exactly one.
@@ -60,9 +158,11 @@ extension ClientSession {
         case .deallocate(let name?):
             statementMap.deallocated(name)
             statementClasses[name] = nil
+            localAnswers.forgetStatement(named: name)
         case .deallocate(nil):
             statementMap.deallocated(nil)
             statementClasses.removeAll()
+            localAnswers.forgetStatement(named: nil)
         }
         return nil
     }
@@ -79,75 +179,36 @@ extension ClientSession {
         }
     }
 
-    /// A Parse of a local command (or a Bind of one prepared earlier) opens a batch that Switchyard
-    /// answers message by message, as Postgres would, up to the Sync.
-    func startLocalBatch(_ request: inout ClientRequest) -> Bool {
-        let message = request.message
-        switch message.id {
-        case FrontendMessageID.parse:
-            guard let text = message.statementText, Self.mayBeLocalCommand(text),
-                  let classification = request.classification(by: shard), let command = localCommand(classification),
-                  let parse = ParseMessage(message) else { return false }
-            if !parse.statement.isEmpty { localStatements[parse.statement] = command }
-            batch = .local(command)
-            writeToClient { $0.writeMessage(id: BackendMessageID.parseComplete) { _ in } }
-            return true
-        case FrontendMessageID.bind:
-            guard !localStatements.isEmpty, let bind = BindMessage(message), let command = localStatements[bind.statement] else { return false }
-            batch = .local(command)
-            writeToClient { $0.writeMessage(id: BackendMessageID.bindComplete) { _ in } }
-            return true
-        default:
-            return false
-        }
-    }
-
     /// First-byte check before classifying a Query or Parse: SET, SHOW, DEALLOCATE, or a comment.
     static func mayBeLocalCommand(_ text: ByteBuffer) -> Bool {
         guard let first = text.readableBytesView.first(where: { !isSQLSpace($0) }) else { return false }
         return first | 0x20 == UInt8(ascii: "s") || first | 0x20 == UInt8(ascii: "d") || first == UInt8(ascii: "/") || first == UInt8(ascii: "-")
     }
 
-    /// Answers one message of a local batch; false hands it back to the normal path (a new statement).
-    func answerLocallyInBatch(_ message: WireMessage, _ command: LocalCommand) -> Bool {
-        switch message.id {
-        case FrontendMessageID.bind:
-            writeToClient { $0.writeMessage(id: BackendMessageID.bindComplete) { _ in } }
-        case FrontendMessageID.describe:
-            let describesStatement = message.body.getInteger(at: message.body.readerIndex, as: UInt8.self) == UInt8(ascii: "S")
-            writeToClient { buffer in
-                if describesStatement {
-                    buffer.writeMessage(id: BackendMessageID.parameterDescription) { $0.writeInteger(Int16(0)) }
-                }
-                if let setting = command.shownSetting {
-                    BackendMessage.rowDescription(columns: [setting], into: &buffer)
-                } else {
-                    buffer.writeMessage(id: BackendMessageID.noData) { _ in }
-                }
+    /// One message of a batch a local Parse or Bind opened: the responder answers it, up to the Sync.
+    /// False hands it back to the normal path: a message about a statement or portal the servers hold.
+    func answerLocallyInBatch(_ message: WireMessage) -> Bool {
+        if !localAnswers.isSkippingUntilSync {
+            let local: Bool
+            switch message.id {
+            case FrontendMessageID.sync, FrontendMessageID.flush:
+                local = true
+            case FrontendMessageID.bind:
+                local = BindMessage(message).map { localAnswers.hasStatement(named: $0.statement) } ?? true
+            case FrontendMessageID.describe, FrontendMessageID.close:
+                local = TargetMessage(message).map { localAnswers.knows($0.kind, named: $0.name) } ?? true
+            case FrontendMessageID.execute:
+                local = ExecuteMessage(message).map { localAnswers.knows(.portal, named: $0.portal) } ?? true
+            default:
+                local = false
             }
-        case FrontendMessageID.execute:
-            if let error = perform(command) {
-                // As after any error in a batch: the rest is skipped up to the Sync.
-                batch = .discardingUntilSync
-                writeToClient { error.encode(into: &$0) }
-                return true
+            guard local else {
+                batch = .relayed
+                return false
             }
-            writeToClient { buffer in
-                if command.returnsRow { BackendMessage.dataRow([self.localValue(of: command)], into: &buffer) }
-                BackendMessage.commandComplete(command.commandTag, into: &buffer)
-            }
-        case FrontendMessageID.close:
-            writeToClient { $0.writeMessage(id: BackendMessageID.closeComplete) { _ in } }
-        case FrontendMessageID.flush:
-            break
-        case FrontendMessageID.sync:
-            batch = .relayed
-            let status = backend == nil ? TransactionStatus.idle : tracker.status
-            writeToClient { BackendMessage.readyForQuery(status, into: &$0) }
-        default:
-            batch = .relayed
-            return false
         }
+        if message.id == FrontendMessageID.sync { batch = .relayed }
+        answerLocally(localAnswers.received(.message(Frame(id: message.id, body: message.body))))
         return true
     }
 }

@@ -159,28 +159,17 @@ extension ClientSession {
             return rest
         }
         guard let backend else { return nil }
-        let queued = takePending()
+        deferAllPending()
         unitEnded(on: backend)
-        redispatch(queued)
         return nil
     }
 
-    /// What the client sent while the answer was owed, taken out to be handled afresh afterwards.
-    private func takePending() -> Deque<ClientRequest> {
-        defer { pending.removeAll() }
-        return pending
-    }
-
-    /// Handles queued messages as if they arrived now: a SHOW switchyard.last_write_lsn right after a
-    /// write is answered locally, with the position just learnt, and a read is routed under the new floor.
-    private func redispatch(_ queued: Deque<ClientRequest>) {
-        for request in queued {
-            guard case .relaying = phase else { return }
-            clientMessageReceived(request.message)
-        }
-        flushVerbatim(wholeRead: nil)
-        backend?.flush()
-        resumeHeldRead()
+    /// What the client sent while the answer was owed is handled afresh once the unit ended (``replayDeferred()``):
+    /// a SHOW switchyard.last_write_lsn right after a write is answered locally, with the position just
+    /// learnt, and a read is routed under the new floor.
+    private func deferAllPending() {
+        deferred.prepend(contentsOf: pending)
+        pending.removeAll()
     }
 
     /// The server closed before answering: the write committed, but where is unknown.
@@ -191,7 +180,8 @@ extension ClientSession {
                        metadata: ["server": "\(connection.server.name)"])
         context.flush()
         unit = UnitOfWork()
-        redispatch(takePending())
+        deferAllPending()
+        replayDeferred()
     }
 
     /// The client was told its write committed, but not where. At `database` level its commit was held

@@ -47,6 +47,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var pendingClientBytes: [ByteBuffer] = []
     /// Client messages not yet sent to a server: waiting for a lease, or for the current unit to end.
     var pending: Deque<ClientRequest> = []
+    /// Client messages from a local command on, while answers to the messages before it are owed
+    /// (a pipeline): Postgres answers in order, so the command waits for those answers.
+    var deferred: Deque<ClientRequest> = []
     var inbound: ClientMessageStream
     var tracker = TransactionTracker()
     var backendScanner: MessageBoundaryScanner
@@ -57,8 +60,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var unnamedStatementClass: StatementClassification?
     /// Who answers the client's extended-protocol batch up to its next Sync.
     var batch = ClientBatch.relayed
-    /// Named statements that are local commands, answered locally whenever bound.
-    var localStatements: [String: LocalCommand] = [:]
+    /// Answers local commands (``LocalCommand``) as Postgres would; holds the statements prepared of them.
+    var localAnswers = LocalResponder<LocalCommand>()
     /// Database-level DDL waits until Switchyard's idle connections to its database are closed.
     var closingIdleConnections = false
     /// The client's view of the tracked session parameters (lower-cased names).
@@ -420,7 +423,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Whether a large message of type `id` may be streamed to the attached server unread:
     /// only when nothing waits before it and routing, retries and statement names don't need it.
     func mayStream(_ id: UInt8) -> Bool {
-        guard backend != nil, pending.isEmpty, !unit.hold.isHolding, !watermarkProbe.isAwaiting, case .relayed = batch else { return false }
+        guard backend != nil, pending.isEmpty, deferred.isEmpty, !unit.hold.isHolding, !watermarkProbe.isAwaiting, case .relayed = batch else { return false }
         if runtime.poolMode == .session { return id != FrontendMessageID.terminate }
         switch id {
         case FrontendMessageID.copyData: return true
@@ -431,25 +434,40 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func clientMessageReceived(_ message: WireMessage) {
         if message.id == FrontendMessageID.terminate { return close() }
+        guard deferred.isEmpty else { return deferred.append(ClientRequest(message)) }
+        receive(ClientRequest(message))
+    }
+
+    /// Handles one client message, in order. Returns false for a local command that must wait for the
+    /// answers ahead of it: it is then first in `deferred`.
+    @discardableResult
+    func receive(_ request: ClientRequest) -> Bool {
+        var request = request
+        let message = request.message
         if case .discardingUntilSync = batch {
             if message.id == FrontendMessageID.sync {
                 batch = .relayed
                 writeToClient { BackendMessage.readyForQuery(tracker.status, into: &$0) }
             }
-            return
+            return true
         }
-        if case .local(let command) = batch, answerLocallyInBatch(message, command) { return }
-        var request = ClientRequest(message)
-        let idleBetweenUnits = pending.isEmpty && waitID == nil && !watermarkProbe.isAwaiting && (backend == nil || tracker.isIdle)
-        if idleBetweenUnits, message.id == FrontendMessageID.query, answerLocally(&request) { return }
-        if idleBetweenUnits, startLocalBatch(&request) { return }
+        if case .local = batch, answerLocallyInBatch(message) { return true }
+        switch answerIfLocal(&request) {
+        case .answered: return true
+        case .deferred:
+            deferred.prepend(request)
+            return false
+        case .relayed: noteRelayedStatement(request)
+        }
         if pending.isEmpty, waitID == nil, !closingIdleConnections, let database = databaseDDLTarget(&request) {
             pending.append(request)
-            return closeIdleConnections(to: database)
+            closeIdleConnections(to: database)
+            return true
         }
         if backend == nil, pending.isEmpty, waitID == nil, !closingIdleConnections {
             pending.append(request)
-            return startUnit()
+            startUnit()
+            return true
         }
         if let backend, pending.isEmpty, !closingIdleConnections, mayForwardBehindProbe(&request, on: backend), canForward(&request) {
             forward(&request, to: backend)
@@ -457,6 +475,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             pending.append(request)
             if let backend { endReplicaBatchEarlyIfBlocked(backend) }
         }
+        return true
     }
 
     /// Routes the unit that starts with `pending.first` and leases a server for it. A replica read that
@@ -687,6 +706,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
         if skipping { batch = .discardingUntilSync } else if case .discardingUntilSync = batch { batch = .relayed }
         resumeHeldRead()
+        replayDeferred()
     }
 
     func leaseSucceeded(_ connection: BackendConnection, from pool: ConnectionPool) {
@@ -940,11 +960,15 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 if skipToSync { skipPendingToSync() }
                 if !pending.isEmpty { startUnit() }
             }
-            if runtime.isDraining, self.backend == nil || runtime.poolMode == .session || pin.isPinned, pending.isEmpty {
+            replayDeferred()
+            if runtime.isDraining, self.backend == nil || runtime.poolMode == .session || pin.isPinned, pending.isEmpty, deferred.isEmpty {
                 fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
                                  message: "terminating connection because Switchyard is shutting down"))
             }
-        } else if let timeout = shard.configuration.idleTransactionTimeout.map(TimeAmount.init), pending.isEmpty {
+            return
+        }
+        replayDeferred()
+        if let timeout = shard.configuration.idleTransactionTimeout.map(TimeAmount.init), !serverOwesAnswers, deferred.isEmpty {
             idleTransactionTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
                 logger.notice("closing client idle in transaction")
                 fail(ErrorFields(severity: .fatal, code: SQLState.idleInTransactionTimeout,
@@ -1011,7 +1035,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             break
         }
         guard case .relaying = phase else { return }
-        if backend == nil || tracker.isIdle, pending.isEmpty {
+        if backend == nil || tracker.isIdle, pending.isEmpty, deferred.isEmpty {
             fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
                              message: "terminating connection because Switchyard is shutting down"))
         }
@@ -1044,7 +1068,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         // Until ReadyForQuery the client has no business sending anything: don't buffer what it does.
         if case .loggingIn = phase { return true }
         guard case .relaying = phase else { return false }
-        if waitID != nil || !pending.isEmpty { return true }
+        if waitID != nil || !pending.isEmpty || !deferred.isEmpty { return true }
         if let backend { return !backend.isWritable }
         return false
     }
@@ -1099,8 +1123,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 enum ClientBatch {
     /// Its servers do.
     case relayed
-    /// A ``LocalCommand``, which Switchyard answers itself, message by message.
-    case local(LocalCommand)
+    /// Switchyard answers it itself (``LocalResponder``), message by message: a local command's.
+    case local
     /// A message was refused locally: the rest is dropped up to Sync, as Postgres does after an error.
     case discardingUntilSync
 }

@@ -1,7 +1,7 @@
 import PostgresWire
 
 /// Statements Switchyard answers itself; no server sees them.
-enum LocalCommand: Equatable {
+enum LocalCommand: LocalStatement {
     /// SET / SHOW switchyard.route.
     case route(RouteCommand)
     /// DEALLOCATE of the client's protocol-level statements (nil: ALL). In transaction mode only
@@ -19,6 +19,8 @@ enum LocalCommand: Equatable {
     }
 
     var returnsRow: Bool { shownSetting != nil }
+
+    var resultColumns: [(name: String, type: ColumnType)]? { shownSetting.map { [($0, .text)] } }
 
     var commandTag: String {
         switch self {

@@ -261,6 +261,46 @@ extension IntegrationTests.Routing {
             }
         }
 
+        /// A route command pipelined behind statements still waiting for their server, and one inside a
+        /// transaction, is answered by Switchyard in its place in the pipeline, and routes what follows it
+        /// (before, it reached Postgres: `TO primary` is a syntax error there, `TO replica` a placeholder GUC).
+        @Test func routeCommandsInPipelinesAndTransactions() async throws {
+            try await withRoutingProxy(replicas: .bothReplicas) { proxy in
+                let client = try await RawClient.login(port: proxy.port, user: "app")
+                defer { client.close() }
+                let simple = ["select 'a', pg_is_in_recovery()", "SET switchyard.route TO primary", "select 'b', pg_is_in_recovery()",
+                              "SHOW switchyard.route", "SET switchyard.route TO auto", "select 'c', pg_is_in_recovery()"]
+                try await client.send(simple.flatMap(Wire.query))
+                let replies = try await client.readReplies(simple.count)
+                #expect(replies.map(\.errors.count) == [0, 0, 0, 0, 0, 0], "simple pipeline: \(replies)")
+                #expect(replies.map(\.rowValues) == [[["a", "t"]], [], [["b", "f"]], [["primary"]], [], [["c", "t"]]], "simple pipeline: \(replies)")
+
+                // The same over the extended protocol, each statement with its own Sync, all in one write.
+                let extended = ["select pg_is_in_recovery()", "SET switchyard.route TO primary", "select pg_is_in_recovery()",
+                                "SET switchyard.route TO auto", "select pg_is_in_recovery()"]
+                try await client.send(extended.flatMap(RoutingWire.batch))
+                let answers = try await client.readReplies(extended.count)
+                #expect(answers.map { $0.map(\.id) } == [["1", "2", "T", "D", "C", "Z"], ["1", "2", "n", "C", "Z"], ["1", "2", "T", "D", "C", "Z"],
+                                                         ["1", "2", "n", "C", "Z"], ["1", "2", "T", "D", "C", "Z"]], "extended pipeline: \(answers)")
+                #expect(answers.map(\.rowValues) == [[["t"]], [], [["f"]], [], [["t"]]], "extended pipeline: \(answers)")
+
+                // Inside a transaction: answered with the transaction's status; it routes the units after it.
+                try await client.send(["begin", "SET switchyard.route TO primary", "commit", "select pg_is_in_recovery()",
+                                       "SET switchyard.route TO auto"].flatMap(Wire.query))
+                let inTransaction = try await client.readReplies(5)
+                #expect(inTransaction.map(\.errors.count) == [0, 0, 0, 0, 0], "in a transaction: \(inTransaction)")
+                #expect(inTransaction.map { $0.last?.body } == [[UInt8(ascii: "T")], [UInt8(ascii: "T")], [UInt8(ascii: "I")], [UInt8(ascii: "I")],
+                                                               [UInt8(ascii: "I")]], "ReadyForQuery statuses: \(inTransaction)")
+                #expect(inTransaction[3].rowValues == [["f"]], "after SET switchyard.route TO primary in a transaction: \(inTransaction)")
+
+                // In a failed transaction Postgres refuses every statement but the end of the block: so does this.
+                try await client.send(["begin", "select 1/0", "SHOW switchyard.route", "rollback"].flatMap(Wire.query))
+                let failed = try await client.readReplies(4)
+                #expect(failed.map { $0.errors.compactMap(\.sqlState) } == [[], ["22012"], ["25P02"], []], "failed transaction: \(failed)")
+                #expect(failed[2].last?.body == [UInt8(ascii: "E")], "\(failed)")
+            }
+        }
+
         /// `route=primary` on a user sends that user's reads to the primary; other users still read from
         /// the replica, and the user may switch to auto.
         @Test func perUserRoutePrimary() async throws {

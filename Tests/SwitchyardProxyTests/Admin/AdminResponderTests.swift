@@ -70,8 +70,8 @@ enum AdminFrames {
     static let terminate = frame(FrontendMessageID.terminate)
 }
 
-@Suite struct AdminProtocolStateMachineTests {
-    typealias Machine = AdminProtocolStateMachine
+@Suite struct AdminResponderTests {
+    typealias Machine = AdminResponder
     typealias F = AdminFrames
 
     let versionRows: [[ColumnValue]] = [[.text("switchyard 1.2.3")]]
@@ -441,14 +441,14 @@ enum AdminFrames {
         let error = try #require(errors(in: bind).first)
         #expect(error.code == SQLState.protocolViolation)
         #expect(error.severity == "ERROR")
-        #expect(error.message == "admin commands take no parameters, but Bind supplied 1")
+        #expect(error.message == "bind message supplies 1 parameters, but prepared statement \"\" requires 0")
         let execute = machine.messageReceived(F.execute())
         #expect(execute == [], "skipped until Sync")
         let sync = machine.messageReceived(F.sync)
         #expect(sync == [.reply(.readyForQuery)])
         // A NULL parameter counts, too.
         let nullBind = machine.messageReceived(F.bind(parameters: [nil, nil]))
-        #expect(errors(in: nullBind).first?.message == "admin commands take no parameters, but Bind supplied 2")
+        #expect(errors(in: nullBind).first?.message == "bind message supplies 2 parameters, but prepared statement \"\" requires 0")
     }
 
     @Test func unknownStatementIs26000() throws {
