@@ -69,12 +69,19 @@ extension IntegrationTests {
         }
 
         /// idle_transaction_timeout=1: a client idle inside BEGIN for 2.5 s is disconnected with
-        /// FATAL 25P03, and its backend is rolled back and gone, not leaked.
-        @Test func idleInTransactionTimeout() async throws {
+        /// FATAL 25P03, and its backend is rolled back and gone, not leaked. Also when the last thing
+        /// it sent was answered by Switchyard itself (SHOW switchyard.route, a refused SET).
+        @Test(arguments: [nil, "show switchyard.route", "set switchyard.route to nowhere"])
+        func idleInTransactionTimeout(lastStatement: String?) async throws {
             try await withProxy(["idle_transaction_timeout": "1"]) { proxy in
                 let client = try await RawClient.login(port: proxy.port, user: "app")
                 defer { client.close() }
                 let pid = try #require(Int(try await client.query("begin; select pg_backend_pid()").firstColumn.first.flatMap { $0 } ?? ""))
+                if let lastStatement {
+                    try await client.send(Wire.query(lastStatement))
+                    let answer = try await client.readUntilReady(timeout: .seconds(5))
+                    #expect(answer.last?.id == "Z", "\(answer)")
+                }
                 try await Task.sleep(for: .milliseconds(2500))
 
                 try? await client.send(Wire.query("select 1"))

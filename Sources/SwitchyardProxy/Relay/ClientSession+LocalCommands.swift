@@ -40,6 +40,7 @@ extension ClientSession {
             }
             return .answered
         }
+        localAnswers.transactionBlockOpen = status != .idle
         switch request.id {
         case FrontendMessageID.query:
             answerLocally(localAnswers.received(.query(.success([command]))))
@@ -97,31 +98,46 @@ extension ClientSession {
             }
         }
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        // Answered inside a transaction, the client may now sit idle holding its server.
+        armIdleTransactionTimer()
     }
 
-    /// A server parses (or a simple Query replaces) a statement of a name a local one had: Bind of that
-    /// name goes to the server from now on.
+    /// A server parses, binds or closes (or a simple Query replaces) a statement or portal of a name a
+    /// local one had: that name belongs to the server from now on.
     func noteRelayedStatement(_ request: ClientRequest) {
-        guard localAnswers.hasStatements else { return }
+        guard localAnswers.hasStatements || localAnswers.hasPortals else { return }
         switch request.id {
-        case FrontendMessageID.query: localAnswers.forgetStatement(named: "")
-        case FrontendMessageID.parse: if let parse = ParseMessage(request.message) { localAnswers.forgetStatement(named: parse.statement) }
+        case FrontendMessageID.query:
+            localAnswers.forgetStatement(named: "")
+            localAnswers.forgetPortal(named: "")
+        case FrontendMessageID.parse:
+            if let parse = ParseMessage(request.message) { localAnswers.forgetStatement(named: parse.statement) }
+        case FrontendMessageID.bind:
+            if let bind = BindMessage(request.message) { localAnswers.forgetPortal(named: bind.portal) }
+        case FrontendMessageID.close:
+            guard let target = TargetMessage(request.message) else { return }
+            if target.kind == .statement { localAnswers.forgetStatement(named: target.name) } else { localAnswers.forgetPortal(named: target.name) }
         default: break
         }
     }
 
     /// Handles deferred messages in order, as if they arrived now, up to a local command that must wait
     /// again: a read after `SET switchyard.route` is routed under the new setting.
+    /// Re-entry (a replayed unit refused at once ends by replaying again) returns at once; the outer
+    /// loop carries on, so a long pipeline does not grow the stack.
     func replayDeferred() {
-        guard !deferred.isEmpty else { return }
+        guard !deferred.isEmpty, !isReplayingDeferred else { return }
+        isReplayingDeferred = true
         idleTransactionTimer?.cancel()
         idleTransactionTimer = nil
         while case .relaying = phase, let request = deferred.popFirst() {
             guard receive(request) else { break }
         }
+        isReplayingDeferred = false
         flushVerbatim(wholeRead: nil)
         backend?.flush()
         resumeHeldRead()
+        armIdleTransactionTimer()
     }
 
     /// The local command a statement string is, if it is exactly one.
@@ -208,6 +224,7 @@ extension ClientSession {
             }
         }
         if message.id == FrontendMessageID.sync { batch = .relayed }
+        localAnswers.transactionBlockOpen = backend != nil && tracker.status != .idle
         answerLocally(localAnswers.received(.message(Frame(id: message.id, body: message.body))))
         return true
     }

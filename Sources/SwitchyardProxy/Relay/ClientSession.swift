@@ -50,6 +50,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Client messages from a local command on, while answers to the messages before it are owed
     /// (a pipeline): Postgres answers in order, so the command waits for those answers.
     var deferred: Deque<ClientRequest> = []
+    /// Set while `deferred` replays, so a replay that ends a unit at once does not recurse.
+    var isReplayingDeferred = false
     var inbound: ClientMessageStream
     var tracker = TransactionTracker()
     var backendScanner: MessageBoundaryScanner
@@ -221,6 +223,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             returnOrDiscard(connection)
         }
         pendingClientBytes.removeAll()
+        deferred.removeAll()
         if let cancelKey { runtime.cancelRegistry.unregister(cancelKey) }
         shard.sessionClosed(self)
         if wasRelaying { logger.debug("client disconnected") }
@@ -948,6 +951,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// keeps it (session mode, pinned) or is still in a transaction.
     func unitEnded(on backend: BackendConnection) {
         if tracker.status == .idle {
+            if localAnswers.hasPortals { localAnswers.forgetPortal(named: nil) }
             if let started = transactionStartedAt {
                 pool?.traffic.recordTransaction(.now() - started)
                 transactionStartedAt = nil
@@ -968,12 +972,18 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             return
         }
         replayDeferred()
-        if let timeout = shard.configuration.idleTransactionTimeout.map(TimeAmount.init), !serverOwesAnswers, deferred.isEmpty {
-            idleTransactionTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-                logger.notice("closing client idle in transaction")
-                fail(ErrorFields(severity: .fatal, code: SQLState.idleInTransactionTimeout,
-                                 message: "terminating connection due to idle-in-transaction timeout"))
-            }
+        armIdleTransactionTimer()
+    }
+
+    /// A client that holds a server inside a transaction, with nothing owed either way, gets
+    /// `idle_transaction_timeout` to send its next statement.
+    func armIdleTransactionTimer() {
+        guard idleTransactionTimer == nil, let timeout = shard.configuration.idleTransactionTimeout.map(TimeAmount.init),
+              backend != nil, tracker.status != .idle, !serverOwesAnswers, deferred.isEmpty else { return }
+        idleTransactionTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            logger.notice("closing client idle in transaction")
+            fail(ErrorFields(severity: .fatal, code: SQLState.idleInTransactionTimeout,
+                             message: "terminating connection due to idle-in-transaction timeout"))
         }
     }
 

@@ -62,6 +62,9 @@ struct LocalResponder<Statement: LocalStatement> {
     private(set) var isSkippingUntilSync = false
     private var running: Execution?
     private var queued: Deque<Event> = []
+    /// Set by an owner whose client is inside a transaction block: portals then outlive Sync, until
+    /// the block ends (``forgetPortal(named:)``), as in Postgres.
+    var transactionBlockOpen = false
     /// Events queued behind a running statement before the client is cut off (it floods us).
     static var queueLimit: Int { 1000 }
 
@@ -75,11 +78,19 @@ struct LocalResponder<Statement: LocalStatement> {
     }
     /// Whether any prepared statement is answered here (a cheap check before decoding a Bind).
     var hasStatements: Bool { !statements.isEmpty }
+    /// Whether any portal is answered here.
+    var hasPortals: Bool { !portals.isEmpty }
 
     /// The client's statement `name` now lives elsewhere (a server parsed one of that name), or was
     /// deallocated: nil forgets them all.
     mutating func forgetStatement(named name: String?) {
         if let name { statements[name] = nil } else { statements.removeAll() }
+    }
+
+    /// The portal `name` now lives on a server (a relayed Bind), or every portal ended with its
+    /// transaction (nil).
+    mutating func forgetPortal(named name: String?) {
+        if let name { portals[name] = nil } else { portals.removeAll() }
     }
 
     mutating func received(_ event: Event) -> [Action] {
@@ -127,6 +138,8 @@ struct LocalResponder<Statement: LocalStatement> {
             switch message.id {
             case FrontendMessageID.sync:
                 isSkippingUntilSync = false
+                // Sync ends the implicit transaction, and its portals with it; a block still open keeps them.
+                if !transactionBlockOpen { portals.removeAll() }
                 return [.reply(.readyForQuery)]
             case FrontendMessageID.terminate:
                 return [.close]
@@ -134,9 +147,13 @@ struct LocalResponder<Statement: LocalStatement> {
                 break
             }
         }
-        if case .malformed(let what) = event { return malformed(what) }
         // After an error only Sync (or Terminate) counts, a simple Query too is discarded, as in Postgres.
         guard !isSkippingUntilSync else { return [] }
+        if case .query = event {
+            // Every simple Query drops the unnamed statement and portal first, as in Postgres, even an empty or failing one.
+            statements[""] = nil
+            portals[""] = nil
+        }
         switch event {
         case .query(.failure(let error)):
             return [.reply(.error(error)), .reply(.readyForQuery)]
@@ -144,8 +161,6 @@ struct LocalResponder<Statement: LocalStatement> {
             guard !statements.isEmpty else { return [.reply(.emptyQuery), .reply(.readyForQuery)] }
             let first = statements.removeFirst()
             running = Execution(statement: first, simple: true, formats: [], remaining: statements)
-            // A simple Query drops the unnamed statement, as in Postgres.
-            self.statements[""] = nil
             return [.execute(first)]
         case .parse(let name, .success(let statement)):
             statements[name] = .some(statement)

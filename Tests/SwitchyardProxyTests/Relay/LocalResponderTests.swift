@@ -91,7 +91,59 @@ import Testing
         var machine = Machine()
         #expect(machine.received(.query(.success([show]))) == [.execute(show)])
         #expect(machine.received(.query(.success([set]))) == [], "queued")
-        let actions = machine.statementFinished(.success([[.text("auto")]]))
-        #expect(actions.last == .execute(set), "the queued Query runs once the first is answered: \(actions)")
+        #expect(machine.statementFinished(.success([[.text("auto")]])) == [
+            .reply(.rowDescription(show, formats: [])), .reply(.dataRows([[.text("auto")]], formats: [])),
+            .reply(.commandComplete("SHOW")), .reply(.readyForQuery), .execute(set),
+        ], "the queued Query runs only after the first is wholly answered")
+    }
+
+    @Test func extendedShowDescribesItsRowThenExecutesWithoutRowDescription() {
+        var machine = Machine()
+        _ = machine.received(.parse(name: "", .success(show)))
+        #expect(machine.received(.message(F.describeStatement())) == [.reply(.parameterDescription), .reply(.rowDescription(show, formats: []))])
+        _ = machine.received(.message(F.bind()))
+        #expect(machine.received(.message(F.execute())) == [.execute(show)])
+        #expect(machine.statementFinished(.success([[.text("replica")]])) == [
+            .reply(.dataRows([[.text("replica")]], formats: [])), .reply(.commandComplete("SHOW")),
+        ], "Execute sends no RowDescription")
+    }
+
+    @Test func unknownStatementIs26000AndSkipsEvenASimpleQuery() {
+        var machine = Machine()
+        let actions = machine.received(.message(F.bind(statement: "nope")))
+        guard case .reply(.error(let error))? = actions.first else { Issue.record("\(actions)"); return }
+        #expect(error.code == "26000")
+        #expect(machine.received(.query(.success([show]))) == [], "a Query before the Sync is discarded")
+        #expect(machine.received(.malformed("Query")) == [], "skipped unread, as Postgres does, not a reason to close")
+        #expect(machine.received(.message(F.sync)) == [.reply(.readyForQuery)])
+    }
+
+    @Test func everySimpleQueryDropsTheUnnamedStatementAndPortal() {
+        var machine = Machine()
+        _ = machine.received(.parse(name: "", .success(show)))
+        _ = machine.received(.message(F.bind()))
+        machine.transactionBlockOpen = true
+        _ = machine.received(.message(F.sync))
+        #expect(machine.knows(.portal, named: ""), "inside a block the portal outlives Sync")
+        let error = ErrorFields(severity: .error, code: SQLState.syntaxError, message: "syntax error")
+        _ = machine.received(.query(.failure(error)))
+        #expect(!machine.hasStatement(named: ""), "even a failing Query drops it")
+        #expect(!machine.knows(.portal, named: ""))
+    }
+
+    @Test func portalsEndWithTheirTransaction() {
+        var machine = Machine()
+        _ = machine.received(.parse(name: "s", .success(show)))
+        _ = machine.received(.message(F.bind(portal: "p", statement: "s")))
+        _ = machine.received(.message(F.sync))
+        #expect(!machine.knows(.portal, named: "p"), "Sync ends the implicit transaction and its portals")
+        #expect(machine.hasStatement(named: "s"))
+        machine.transactionBlockOpen = true
+        _ = machine.received(.message(F.bind(portal: "p", statement: "s")))
+        _ = machine.received(.message(F.sync))
+        #expect(machine.knows(.portal, named: "p"))
+        machine.forgetPortal(named: nil)
+        #expect(!machine.hasPortals)
+        #expect(machine.received(.message(F.execute("p"))).first.map { if case .reply(.error(let e)) = $0 { e.code == "34000" } else { false } } == true)
     }
 }
