@@ -485,49 +485,30 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// must see a write no replica is known to have replayed waits for one (`mayWait`), or goes to the primary.
     func startUnit(target forced: RoutePlanner.Target? = nil, excluding excluded: String? = nil, mayWait: Bool = true) {
         guard let identity, !pending.isEmpty, !closingIdleConnections else { return }
-        if runtime.isDraining {
-            return fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
-                                    message: "terminating connection because Switchyard is shutting down"))
-        }
-        var target = forced ?? .primary
         refreshSessionReadOnly()
         let classification = runtime.poolMode == .transaction ? routingClass(of: &pending[pending.startIndex]) : nil
-        if forced == nil, let classification {
-            target = planner.target(for: classification)
-        }
-        if target == .primary, shard.topology.primaryState == .inRecovery,
-           classification.map({ $0.route == .primary && $0.transactionControl == nil }) ?? (pending[pending.startIndex].id == FrontendMessageID.query) {
-            // The server in the primary role is a standby: say so, rather than let Postgres answer 25006.
-            let primary = shard.topology.primary.name
-            return refusePending(ErrorFields(
-                severity: .error, code: SQLState.readOnlySQLTransaction,
-                message: "server \"\(primary)\" in the primary role is in recovery (a standby), so it cannot run writes",
-                hint: "Promote it, or configure the new primary and RELOAD. Reads still work."))
-        }
-        var replayed: LSN? = nil
-        if target == .replica {
-            switch placeRead(excluding: excluded, mayWait: mayWait) {
-            case .anyReplica: break
-            case .replica(let position): replayed = position
-            case .primary: target = .primary
-            case .wait(let position): return waitForReplay(position)
+        let facts = UnitPlacement.Facts(
+            draining: runtime.isDraining,
+            target: forced ?? classification.map(planner.target(for:)) ?? .primary,
+            primaryInRecovery: shard.topology.primaryState == .inRecovery ? shard.topology.primary.name : nil,
+            mayWrite: classification.map { $0.route == .primary && $0.transactionControl == nil }
+                ?? (pending[pending.startIndex].id == FrontendMessageID.query))
+        var placement = UnitPlacement.decide(facts) { placeRead(excluding: excluded, mayWait: mayWait) }
+        while true {
+            switch placement {
+            case .terminate(let error): return fail(error)
+            case .refuse(let error): return refusePending(error)
+            case .waitForReplay(let position): return waitForReplay(position)
+            case .lease(let target, let replayed):
+                guard let pool = shard.pool(for: identity, target: target, excluding: excluded, replayed: replayed) else {
+                    placement = UnitPlacement.noReplicaEligible(fallbackToPrimary: shard.configuration.routing.fallbackToPrimary)
+                    if case .lease = placement { runtime.metrics.replicaFallbacks.increment() }
+                    continue
+                }
+                unit = UnitOfWork(role: pool.server.role, holdsAnswer: target == .replica && tracker.status == .idle)
+                return lease(from: pool)
             }
         }
-        var chosen = shard.pool(for: identity, target: target, excluding: excluded, replayed: replayed)
-        if chosen == nil {
-            // No replica is eligible.
-            guard shard.configuration.routing.fallbackToPrimary else {
-                return refusePending(ErrorFields(
-                    severity: .error, code: SQLState.cannotConnectNow, message: "no replica is available for this read",
-                    hint: "All replicas are down or lagging; set replica_fallback = primary to read from the primary instead."))
-            }
-            target = .primary
-            runtime.metrics.replicaFallbacks.increment()
-            chosen = shard.pool(for: identity, target: .primary)
-        }
-        let pool = chosen!
-        unit = UnitOfWork(role: pool.server.role, holdsAnswer: target == .replica && tracker.status == .idle)
-        lease(from: pool)
     }
 
     /// Postgres reports default_transaction_read_only, so the client's view of it is always current.
