@@ -146,7 +146,7 @@ extension ClientSession {
         if let command = classification.routeCommand { return .route(command) }
         // Only the client's protocol-level statements; SQL-level PREPAREs live on a pinned server.
         if runtime.poolMode == .transaction, !pin.isPinned, case .deallocate(let name)? = classification.sessionEffect,
-           name.map(statementMap.hasStatement(named:)) ?? true {
+           name.map({ statementMap.hasStatement(named: $0) || localAnswers.hasStatement(named: $0) }) ?? true {
             return .deallocate(name: name)
         }
         return nil

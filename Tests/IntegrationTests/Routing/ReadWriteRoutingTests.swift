@@ -298,6 +298,20 @@ extension IntegrationTests.Routing {
                 let failed = try await client.readReplies(4)
                 #expect(failed.map { $0.errors.compactMap(\.sqlState) } == [[], ["22012"], ["25P02"], []], "failed transaction: \(failed)")
                 #expect(failed[2].last?.body == [UInt8(ascii: "E")], "\(failed)")
+
+                // A statement Switchyard answers, prepared by name, is deallocated as Postgres would: after
+                // DEALLOCATE its Bind is 26000, and a second DEALLOCATE is 26000 too.
+                try await client.send(RoutingWire.parse("SHOW switchyard.route", statement: "route_stmt") + RoutingWire.sync)
+                #expect(try await client.readUntilReady().map(\.id) == ["1", "Z"])
+                try await client.send(Wire.query("DEALLOCATE route_stmt"))
+                let deallocated = try await client.readUntilReady()
+                #expect(deallocated.errors.isEmpty && deallocated.map(\.id) == ["C", "Z"], "\(deallocated)")
+                try await client.send(RoutingWire.bind(statement: "route_stmt") + RoutingWire.execute() + RoutingWire.sync)
+                let bound = try await client.readUntilReady()
+                #expect(bound.errors.compactMap(\.sqlState) == ["26000"], "Bind after DEALLOCATE: \(bound)")
+                try await client.send(Wire.query("DEALLOCATE route_stmt"))
+                let again = try await client.readUntilReady()
+                #expect(again.errors.compactMap(\.sqlState) == ["26000"], "DEALLOCATE twice: \(again)")
             }
         }
 
