@@ -27,7 +27,7 @@ extension ClientSession {
             if let last = pending.last { return last.id == FrontendMessageID.sync || last.id == FrontendMessageID.query ? .deferred : .relayed }
             return tracker.extendedBatchOpen ? .relayed : .deferred
         }
-        let status = backend == nil ? TransactionStatus.idle : tracker.status
+        let status = localTransactionStatus
         if status == .failed {
             // Postgres refuses everything but the end of the block, Parse and Bind included.
             let error = ErrorFields(severity: .error, code: SQLState.inFailedSQLTransaction,
@@ -53,6 +53,10 @@ extension ClientSession {
         }
         return .answered
     }
+
+    /// The transaction status a local answer reports: with no server attached the client is between
+    /// transactions.
+    var localTransactionStatus: TransactionStatus { backend == nil ? .idle : tracker.status }
 
     /// Whether a server still owes answers to client messages sent (or queued) before now.
     var serverOwesAnswers: Bool {
@@ -80,7 +84,7 @@ extension ClientSession {
     /// Performs what the local responder asks (running a command is synchronous here) and writes its
     /// replies, ReadyForQuery with the session's transaction status.
     func answerLocally(_ actions: [LocalResponder<LocalCommand>.Action]) {
-        let status = backend == nil ? TransactionStatus.idle : tracker.status
+        let status = localTransactionStatus
         var buffer = context.channel.allocator.buffer(capacity: 128)
         var actions = Deque(actions)
         while let action = actions.popFirst() {
@@ -224,7 +228,7 @@ extension ClientSession {
             }
         }
         if message.id == FrontendMessageID.sync { batch = .relayed }
-        localAnswers.transactionBlockOpen = backend != nil && tracker.status != .idle
+        localAnswers.transactionBlockOpen = localTransactionStatus != .idle
         answerLocally(localAnswers.received(.message(Frame(id: message.id, body: message.body))))
         return true
     }

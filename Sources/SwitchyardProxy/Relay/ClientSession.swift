@@ -947,8 +947,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             }
             replayDeferred()
             if runtime.isDraining, self.backend == nil || runtime.poolMode == .session || pin.isPinned, pending.isEmpty, deferred.isEmpty {
-                fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
-                                 message: "terminating connection because Switchyard is shutting down"))
+                fail(.switchyardShuttingDown)
             }
             return
         }
@@ -1027,8 +1026,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
         guard case .relaying = phase else { return }
         if backend == nil || tracker.isIdle, pending.isEmpty, deferred.isEmpty {
-            fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
-                             message: "terminating connection because Switchyard is shutting down"))
+            fail(.switchyardShuttingDown)
         }
     }
 

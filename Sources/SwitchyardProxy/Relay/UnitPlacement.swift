@@ -28,8 +28,7 @@ enum UnitPlacement: Equatable {
     /// once, and only for a replica read.
     static func decide(_ facts: Facts, placeRead: () -> ClientSession.ReadPlacement) -> UnitPlacement {
         if facts.draining {
-            return .terminate(ErrorFields(severity: .fatal, code: SQLState.adminShutdown,
-                                          message: "terminating connection because Switchyard is shutting down"))
+            return .terminate(.switchyardShuttingDown)
         }
         switch facts.target {
         case .primary:
@@ -58,5 +57,12 @@ enum UnitPlacement: Equatable {
                 hint: "All replicas are down or lagging; set replica_fallback = primary to read from the primary instead."))
         }
         return .lease(.primary, replayed: nil)
+    }
+}
+
+extension ErrorFields {
+    /// What a client being closed because Switchyard shuts down is told, as Postgres words its own shutdown.
+    static var switchyardShuttingDown: ErrorFields {
+        ErrorFields(severity: .fatal, code: SQLState.adminShutdown, message: "terminating connection because Switchyard is shutting down")
     }
 }
