@@ -1,6 +1,12 @@
 // swift-tools-version:6.2
 import PackageDescription
 
+/// `SWITCHYARD_FUZZ=1` (deploy/fuzz.sh, into its own `.build-fuzz`) adds the libFuzzer executable and
+/// builds the project's own modules with coverage instrumentation and AddressSanitizer. Dependencies
+/// stay uninstrumented: coverage should steer the fuzzer through our code, not SwiftNIO's.
+let fuzzing = Context.environment["SWITCHYARD_FUZZ"] != nil
+let fuzzFlags: [SwiftSetting] = fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []
+
 let package = Package(
     name: "Switchyard",
     platforms: [.macOS(.v14)],
@@ -28,7 +34,8 @@ let package = Package(
             name: "PostgresWire",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: fuzzFlags
         ),
         // The proxy engine: sessions, backends, pooling, authentication, configuration.
         .target(
@@ -50,7 +57,19 @@ let package = Package(
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 // Health and lag probes of the servers: a control-plane client, never on the relay path.
                 .product(name: "PostgresNIO", package: "postgres-nio"),
-            ]
+            ],
+            swiftSettings: fuzzFlags
+        ),
+        // One harness per input-facing decoder, each checking its invariants; a plain library, so unit
+        // tests replay the seed corpus and every past finding on each run (deploy/fuzz.sh drives libFuzzer).
+        .target(
+            name: "SwitchyardFuzzTargets",
+            dependencies: [
+                "SwitchyardProxy",
+                "PostgresWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: fuzzFlags
         ),
         // Records the git commit for `switchyard --version`.
         .plugin(name: "BuildInfoPlugin", capability: .buildTool()),
@@ -87,6 +106,11 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "SwitchyardFuzzTargetsTests",
+            dependencies: ["SwitchyardFuzzTargets"],
+            exclude: ["Corpus"]
+        ),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "SwitchyardProxy",
@@ -97,3 +121,13 @@ let package = Package(
         ),
     ]
 )
+
+if fuzzing {
+    package.targets.append(.executableTarget(
+        name: "switchyard-fuzz",
+        dependencies: ["SwitchyardFuzzTargets"],
+        // No top-level code: the entry point below hands main over to libFuzzer's driver.
+        swiftSettings: fuzzFlags + [.unsafeFlags(["-parse-as-library"])],
+        linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]
+    ))
+}

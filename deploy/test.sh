@@ -75,6 +75,13 @@ if [ "$rc" -eq 0 ] && [ "$#" -eq 0 ]; then
     bash "$ROOT/deploy/check-kit.sh" || rc=$?
 fi
 
+if [ "$rc" -eq 0 ] && [ "$#" -eq 0 ]; then
+  # A bounded run of every fuzz target (its own build, with libFuzzer and AddressSanitizer); the
+  # seeds and past findings already ran above, in CorpusReplayTests.
+  section "Fuzz smoke (deploy/fuzz.sh smoke)"
+  bash "$ROOT/deploy/fuzz.sh" smoke || rc=$?
+fi
+
 if [ "$rc" -eq 0 ]; then
   section "All tests passed"
 else

@@ -47,7 +47,7 @@ public struct ParseMessage: Sendable, Equatable {
 
     public init?(body: ByteBuffer) {
         var body = body
-        guard let statement = body.readNullTerminatedString() else { return nil }
+        guard let statement = body.readName() else { return nil }
         self.statement = statement
         self.definition = body
     }
@@ -60,7 +60,7 @@ public struct ParseMessage: Sendable, Equatable {
     /// Writes a Parse of `definition` under `statement`.
     public static func encode(statement: String, definition: ByteBuffer, into buffer: inout ByteBuffer) {
         buffer.writeMessage(id: FrontendMessageID.parse) { body in
-            body.writeNullTerminatedString(statement)
+            body.writeName(statement)
             body.writeImmutableBuffer(definition)
         }
     }
@@ -80,7 +80,7 @@ public struct BindMessage: Sendable, Equatable {
 
     public init?(body: ByteBuffer) {
         var body = body
-        guard let portal = body.readNullTerminatedString(), let statement = body.readNullTerminatedString() else { return nil }
+        guard let portal = body.readName(), let statement = body.readName() else { return nil }
         self.portal = portal
         self.statement = statement
         self.rest = body
@@ -121,8 +121,8 @@ public struct BindMessage: Sendable, Equatable {
     /// Writes this Bind with its statement renamed to `statement`, the rest unchanged.
     public func encode(statement: String, into buffer: inout ByteBuffer) {
         buffer.writeMessage(id: FrontendMessageID.bind) { body in
-            body.writeNullTerminatedString(portal)
-            body.writeNullTerminatedString(statement)
+            body.writeName(portal)
+            body.writeName(statement)
             body.writeImmutableBuffer(rest)
         }
     }
@@ -153,15 +153,17 @@ public struct TargetMessage: Sendable, Equatable {
     public init?(id: UInt8, body: ByteBuffer) {
         guard id == FrontendMessageID.describe || id == FrontendMessageID.close else { return nil }
         var body = body
+        // Nothing may follow the name: Postgres answers such a message 08P01, so the relay must not
+        // rewrite it into a valid one.
         guard let byte = body.readInteger(as: UInt8.self), let kind = Kind(rawValue: byte),
-              let name = body.readNullTerminatedString() else { return nil }
+              let name = body.readName(), body.readableBytes == 0 else { return nil }
         self.init(id: id, kind: kind, name: name)
     }
 
     public func encode(into buffer: inout ByteBuffer) {
         buffer.writeMessage(id: id) { body in
             body.writeInteger(kind.rawValue)
-            body.writeNullTerminatedString(name)
+            body.writeName(name)
         }
     }
 }
@@ -178,13 +180,40 @@ public struct ExecuteMessage: Sendable, Equatable {
 
     public init?(body: ByteBuffer) {
         var body = body
-        guard let portal = body.readNullTerminatedString(), let maximumRows = body.readInteger(as: Int32.self) else { return nil }
+        guard let portal = body.readName(), let maximumRows = body.readInteger(as: Int32.self), body.readableBytes == 0 else { return nil }
         self.portal = portal
         self.maximumRows = maximumRows
     }
 }
 
 extension ByteBuffer {
+    /// Reads a NUL-terminated statement or portal name, exactly as sent. Postgres compares names as
+    /// bytes; a name that is not UTF-8 (a client_encoding such as LATIN1) becomes NUL followed by one
+    /// character per byte. No name read off the wire can start with NUL (it ends at the first), so
+    /// distinct names stay distinct, where UTF-8 repair would make them one, and ``writeName(_:)``
+    /// writes back the bytes the client sent.
+    public mutating func readName() -> String? {
+        let view = readableBytesView
+        guard let end = view.firstIndex(of: 0) else { return nil }
+        let bytes = view[..<end]
+        var name = String(decoding: bytes, as: UTF8.self)
+        if !name.utf8.elementsEqual(bytes) {
+            name = "\0" + String(String.UnicodeScalarView(bytes.map { Unicode.Scalar($0) }))
+        }
+        moveReaderIndex(forwardBy: bytes.count + 1)
+        return name
+    }
+
+    /// Writes a name read by ``readName()`` as the bytes it was read from, and its NUL.
+    public mutating func writeName(_ name: String) {
+        if name.utf8.first == 0 {
+            for scalar in name.unicodeScalars.dropFirst() { writeInteger(UInt8(truncatingIfNeeded: scalar.value)) }
+        } else {
+            writeString(name)
+        }
+        writeInteger(UInt8(0))
+    }
+
     /// Reads the next complete message as a slice of this buffer, or nil when it has not fully
     /// arrived (nothing is consumed then).
     ///

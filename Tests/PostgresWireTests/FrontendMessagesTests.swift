@@ -118,6 +118,40 @@ import Testing
         #expect(ExecuteMessage(message(FrontendMessageID.execute) { $0.writeNullTerminatedString("c1") }) == nil)
     }
 
+    /// Found by the frontend-messages fuzz target: names were UTF-8-repaired, so a Bind's portal went to
+    /// the server as other bytes than the client sent, and two distinct non-UTF-8 names became one.
+    @Test func namesAreKeptExactlyAsSent() throws {
+        let latin1: [[UInt8]] = [[0xE9, 0x74, 0xE9], [0xFF], [0xFE], Array("plain".utf8), Array("é".utf8), [0xEF, 0xBF, 0xBD]]
+        var names: Set<String> = []
+        for bytes in latin1 {
+            var body = ByteBuffer(bytes: bytes + [0] + Array("SELECT 1".utf8) + [0, 0, 0])
+            let parse = try #require(ParseMessage(body: body))
+            names.insert(parse.statement)
+            var encoded = ByteBuffer()
+            ParseMessage.encode(statement: parse.statement, definition: parse.definition, into: &encoded)
+            #expect(Array(encoded.readableBytesView.dropFirst(5)) == Array(body.readableBytesView), "\(bytes)")
+            #expect(body.readName() == parse.statement)
+        }
+        #expect(names.count == latin1.count, "distinct names stay distinct: \(names)")
+        #expect(names.contains("plain") && names.contains("é") && names.contains("\u{FFFD}"))
+
+        let bind = message(FrontendMessageID.bind) { body in
+            body.writeBytes([0xFF, 0xFE, 0]); body.writeBytes([0x73, 0xE9, 0]); body.writeBytes([0, 0, 0, 0, 0, 0])
+        }
+        var renamed = ByteBuffer()
+        try #require(BindMessage(bind)).encode(statement: "sy_1", into: &renamed)
+        #expect(Array(renamed.readableBytesView.prefix(8).dropFirst(5)) == [0xFF, 0xFE, 0], "the portal goes to the server as sent")
+    }
+
+    /// Postgres answers a Describe, Close or Execute with bytes after its fields 08P01; decoding it
+    /// would let the relay rewrite it into a valid message.
+    @Test func targetAndExecuteWithTrailingBytesAreRefused() {
+        let describe = message(FrontendMessageID.describe) { $0.writeInteger(UInt8(ascii: "S")); $0.writeNullTerminatedString("s1"); $0.writeInteger(UInt8(1)) }
+        #expect(TargetMessage(describe) == nil)
+        let execute = message(FrontendMessageID.execute) { $0.writeNullTerminatedString("c1"); $0.writeInteger(Int32(0)); $0.writeInteger(UInt8(1)) }
+        #expect(ExecuteMessage(execute) == nil)
+    }
+
     @Test func readWireMessageWaitsForWholeMessagesAndRejectsBadLengths() throws {
         var stream = ByteBuffer()
         BackendMessage.commandComplete("SELECT 1", into: &stream)

@@ -4,20 +4,20 @@ import PostgresWire
 /// The admin console's side of the query protocol: the ``LocalResponder`` every relay local command
 /// uses too, with admin commands, compiled here from Query and Parse messages. Speaks the simple
 /// protocol (psql) and the extended one (drivers such as postgres-nio), one command at a time.
-typealias AdminResponder = LocalResponder<AdminCommand>
+package typealias AdminResponder = LocalResponder<AdminCommand>
 
 extension AdminCommand: LocalStatement {
     /// Every admin command answers with rows (actions with one `result` column).
-    var resultColumns: [(name: String, type: ColumnType)]? { columns }
-    var commandTag: String { tag }
+    package var resultColumns: [(name: String, type: ColumnType)]? { columns }
+    package var commandTag: String { tag }
 }
 
 extension LocalResponder where Statement == AdminCommand {
-    mutating func messageReceived(_ message: Frame) -> [Action] {
+    package mutating func messageReceived(_ message: Frame) -> [Action] {
         received(Self.event(for: message))
     }
 
-    mutating func commandFinished(_ result: Result<AdminResult, ErrorFields>) -> [Action] {
+    package mutating func commandFinished(_ result: Result<AdminResult, ErrorFields>) -> [Action] {
         statementFinished(result.map(\.rows))
     }
 

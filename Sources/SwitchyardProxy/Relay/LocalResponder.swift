@@ -3,7 +3,7 @@ import NIOCore
 import PostgresWire
 
 /// A statement Switchyard answers itself, without a server.
-protocol LocalStatement: Equatable {
+package protocol LocalStatement: Equatable {
     /// The columns of its rows; nil when it returns none (a Describe then answers NoData).
     var resultColumns: [(name: String, type: ColumnType)]? { get }
     /// Its CommandComplete tag.
@@ -15,8 +15,8 @@ protocol LocalStatement: Equatable {
 /// out. The admin console answers every message with it, the relay its local commands
 /// (``LocalCommand``); one place, so both speak the protocol the same way. Events that arrive while a
 /// statement runs wait their turn.
-struct LocalResponder<Statement: LocalStatement> {
-    enum Event {
+package struct LocalResponder<Statement: LocalStatement> {
+    package enum Event {
         /// A simple Query, compiled by its owner: its statements (none: an empty query), or why not.
         case query(Result<[Statement], ErrorFields>)
         /// A Parse, compiled: nil is the empty statement.
@@ -27,7 +27,7 @@ struct LocalResponder<Statement: LocalStatement> {
         case message(Frame)
     }
 
-    enum Reply: Equatable {
+    package enum Reply: Equatable {
         case parseComplete, bindComplete, closeComplete, noData, emptyQuery
         /// With the owner's transaction status.
         case readyForQuery
@@ -39,7 +39,7 @@ struct LocalResponder<Statement: LocalStatement> {
         case error(ErrorFields)
     }
 
-    enum Action: Equatable {
+    package enum Action: Equatable {
         case reply(Reply)
         /// Run the statement, then report with ``statementFinished(_:)``.
         case execute(Statement)
@@ -67,6 +67,8 @@ struct LocalResponder<Statement: LocalStatement> {
     var transactionBlockOpen = false
     /// Events queued behind a running statement before the client is cut off (it floods us).
     static var queueLimit: Int { 1000 }
+
+    package init() {}
 
     /// Whether a Bind of `name` is answered here.
     func hasStatement(named name: String) -> Bool { statements[name] != nil }
@@ -243,7 +245,7 @@ struct LocalResponder<Statement: LocalStatement> {
 
 extension LocalResponder.Reply {
     /// Encodes the reply as backend messages; ReadyForQuery with `status`.
-    func encode(into buffer: inout ByteBuffer, status: TransactionStatus = .idle) {
+    package func encode(into buffer: inout ByteBuffer, status: TransactionStatus = .idle) {
         switch self {
         case .parseComplete: buffer.writeMessage(id: BackendMessageID.parseComplete) { _ in }
         case .bindComplete: buffer.writeMessage(id: BackendMessageID.bindComplete) { _ in }
