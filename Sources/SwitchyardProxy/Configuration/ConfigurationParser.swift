@@ -5,7 +5,12 @@ import Foundation
 final class ConfigurationParser {
     /// One `key = value` line; `value` is trimmed and comment-free but still quoted.
     struct Entry { var key: String, value: Substring, line: Int }
-    struct Section { var line: Int, entries: [Entry] = [] }
+    struct Section {
+        var line: Int
+        var entries: [Entry] = []
+        /// The line of each key's first entry: a file of 20,000 users must not take a quadratic scan.
+        var firstLine: [String: Int] = [:]
+    }
 
     static let sectionNames = ["switchyard", "servers", "users"]
     static let settingKeys = [
@@ -76,16 +81,17 @@ final class ConfigurationParser {
             let value = Self.trim(content[content.index(after: eq)...])
             guard !rawKey.isEmpty else { fail(line, nil, "missing key before '='"); continue }
             guard let section = current else {
-                if !skipping { fail(line, String(rawKey), "key '\(rawKey)' appears before any [section]") }
+                if !skipping { fail(line, String(rawKey), "key '\(Self.shown(rawKey))' appears before any [section]") }
                 continue
             }
             let key = section == "switchyard" ? rawKey.lowercased() : String(rawKey)
             if section == "switchyard", !Self.settingKeys.contains(key) {
-                fail(line, key, "unknown key '\(key)' in [switchyard]" + Self.didYouMean(key, Self.settingKeys))
-            } else if let first = sections[section]!.entries.first(where: { $0.key == key }) {
-                fail(line, key, "duplicate key '\(key)' in [\(section)] (first set on line \(first.line))")
+                fail(line, key, "unknown key '\(Self.shown(key))' in [switchyard]" + Self.didYouMean(key, Self.settingKeys))
+            } else if let first = sections[section]!.firstLine[key] {
+                fail(line, key, "duplicate key '\(Self.shown(key))' in [\(section)] (first set on line \(first))")
             } else {
                 sections[section]!.entries.append(Entry(key: key, value: value, line: line))
+                sections[section]!.firstLine[key] = line
             }
         }
         settings = Dictionary(uniqueKeysWithValues: (sections["switchyard"]?.entries ?? []).map { ($0.key, $0) })
@@ -255,8 +261,21 @@ final class ConfigurationParser {
 
     /// The candidate closest to a misspelt `word`, if within edit distance 3.
     static func closest(_ word: String, _ candidates: [String]) -> String? {
-        guard !word.isEmpty, let best = candidates.min(by: { editDistance(word, $0) < editDistance(word, $1) }) else { return nil }
-        return editDistance(word, best) <= 3 ? best : nil
+        guard !word.isEmpty else { return nil }
+        // The distance is at least the difference in length, so most candidates (all, for a long
+        // word: a 200 KB key once took minutes) need no computing.
+        let length = word.count
+        var best: (candidate: String, distance: Int)?
+        for candidate in candidates where abs(candidate.count - length) <= 3 {
+            let distance = editDistance(word, candidate)
+            if distance <= 3, distance < best?.distance ?? .max { best = (candidate, distance) }
+        }
+        return best?.candidate
+    }
+
+    /// A key as error messages quote it: a runaway one (a pasted blob) is cut, not echoed whole.
+    static func shown(_ key: some StringProtocol) -> String {
+        key.count <= 64 ? String(key) : key.prefix(64) + "…"
     }
 
     static func didYouMean(_ word: String, _ candidates: [String]) -> String {

@@ -235,8 +235,8 @@ extension ConfigurationParser {
             let name = fields[0]
             if let first = seen[name] {
                 fail(line, name, "user '\(name)' is listed twice (first on line \(first))", in: path)
-            } else if let other = sections["users"]?.entries.first(where: { $0.key == name }) {
-                fail(line, name, "user '\(name)' is also defined in [users] (\(file):\(other.line))", in: path)
+            } else if let other = sections["users"]?.firstLine[name] {
+                fail(line, name, "user '\(name)' is also defined in [users] (\(file):\(other))", in: path)
             } else if fields[1].isEmpty && auth == .trust {
                 users[name] = UserDefinition(name: name, clientSecret: nil)
             } else if let secret = clientSecret(fields[1], user: name, auth: auth, line: line, in: path) {

@@ -16,6 +16,17 @@ struct ConfigurationErrorTests {
                                              message: "unknown key 'listen_prot' in [switchyard] (did you mean 'listen_port'?)")])
     }
 
+    /// Found by the configuration fuzz target: a pasted blob as a key was echoed whole in the error,
+    /// and the suggestion's edit distances over it took minutes.
+    @Test func aRunawayKeyIsCutInItsErrorAndGetsNoSuggestion() {
+        let key = String(repeating: "x", count: 100_000)
+        #expect(configErrorLines("[switchyard]\n\(key) = 1\n" + minimalConfig) == [
+            "proxy.conf:2: unknown key '\(String(repeating: "x", count: 64))…' in [switchyard]",
+        ])
+        #expect(ConfigurationParser.closest("pool_sizes", ConfigurationParser.settingKeys) == "pool_size")
+        #expect(ConfigurationParser.closest("idle_transaction_timeouts", ConfigurationParser.settingKeys) == "idle_transaction_timeout")
+    }
+
     @Test func unknownSection() {
         #expect(configErrorLines(minimalConfig + "\n[databases]\nfoo = host=x\n[server]\n") == [
             "proxy.conf:5: unknown section [databases] (expected [switchyard], [servers] or [users])",
