@@ -83,6 +83,61 @@ extension IntegrationTests {
             }
         }
 
+        /// A client that sends its last statements and Terminate together still gets them run: Postgres
+        /// runs every Query that came before Terminate. In transaction mode the insert waits for the one
+        /// server (another client holds it in a transaction); in session mode it waits behind a query in
+        /// flight. Switchyard used to close at once and drop the insert. `closes`: the client closes its
+        /// socket right after Terminate, as libpq's PQfinish does; the insert still runs.
+        @Test(arguments: ["transaction", "session"], [false, true])
+        func aWriteSentWithTerminateIsNotDropped(mode: String, closes: Bool) async throws {
+            try await withProxy(["pool_mode": mode, "pool_size": "1", "worker_threads": "1", "query_wait_timeout": "10"]) { proxy in
+                let table = uniqueName("it_terminate")
+                let b = try await RawClient.login(port: proxy.port, user: "app")
+                defer { b.close() }
+                #expect(try await b.query("create table \(table) (id int)").commandTags == ["CREATE TABLE"])
+                var a: RawClient?
+                defer { a?.close() }
+                if mode == "transaction" {
+                    a = try await RawClient.login(port: proxy.port, user: "app")
+                    #expect(try await a?.query("begin; select 1").last?.description == "Z(T)")
+                }
+                try await b.send(Wire.query("select pg_sleep(0.3)") + Wire.query("insert into \(table) values (1), (2)") + Wire.message("X"))
+                if closes { b.close() }
+                if let a {
+                    try await Task.sleep(for: .milliseconds(300))
+                    #expect(try await a.query("commit").commandTags == ["COMMIT"])
+                }
+                if !closes {
+                    // As from Postgres: both answers, then the connection closes.
+                    let frames = try await b.readUntilClosed(timeout: .seconds(10))
+                    #expect(frames.commandTags == ["SELECT 1", "INSERT 0 2"], "\(frames)")
+                }
+                let written = await eventually(within: .seconds(10)) {
+                    (try? await superuserQuery("select count(*) from \(table)", database: "app")) == "2"
+                }
+                #expect(written, "the insert sent with Terminate ran")
+                _ = try? await superuserQuery("drop table \(table)", database: "app")
+            }
+        }
+
+        /// A COPY FROM STDIN that starts after the client sent Terminate can get no data: Switchyard fails
+        /// it (as Postgres fails a COPY whose client went away) instead of holding the client and the
+        /// server for ever, and the server connection serves the next client.
+        @Test func aCopyAfterTerminateIsFailedNotLeftWaiting() async throws {
+            try await withProxy(["pool_size": "1", "worker_threads": "1", "query_wait_timeout": "5"]) { proxy in
+                let table = uniqueName("it_terminate_copy")
+                let b = try await RawClient.login(port: proxy.port, user: "app")
+                defer { b.close() }
+                #expect(try await b.query("create table \(table) (id int)").commandTags == ["CREATE TABLE"])
+                try await b.send(Wire.query("copy \(table) from stdin") + Wire.message("X"))
+                let frames = try await b.readUntilClosed(timeout: .seconds(10))
+                #expect(frames.firstError?.sqlState == "57014", "\(frames)")
+                let next = try await withNIOConnection(port: proxy.port) { try await $0.values("select count(*) from \(unescaped: table)", as: Int.self) }
+                #expect(next == [0])
+                _ = try? await superuserQuery("drop table \(table)", database: "app")
+            }
+        }
+
         /// pool_size caps the backends per (user, database), also with several worker threads:
         /// with pool_size=1, two clients that each hold a transaction cannot both be served.
         @Test func poolSizeIsHonouredAcrossWorkerThreads() async throws {

@@ -50,6 +50,12 @@ final class AdminSession: ChannelInboundHandler {
         }
     }
 
+    /// The client closed its side (client channels allow half-closure): the console has nothing to finish.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case ChannelEvent.inputClosed = event else { return context.fireUserInboundEventTriggered(event) }
+        context.close(promise: nil)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         logger.debug("admin connection error", metadata: ["error": "\(error)"])
         context.close(promise: nil)

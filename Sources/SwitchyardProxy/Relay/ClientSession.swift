@@ -52,6 +52,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var deferred: Deque<ClientRequest> = []
     /// Set while `deferred` replays, so a replay that ends a unit at once does not recurse.
     var isReplayingDeferred = false
+    /// The client sent Terminate; it is closed once what it sent before is answered (``closeIfTerminated()``).
+    var terminateReceived = false
     var inbound: ClientMessageStream
     var tracker = TransactionTracker()
     var backendScanner: MessageBoundaryScanner
@@ -196,7 +198,21 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         backend?.clientWritabilityChanged(isWritable: context.channel.isWritable)
     }
 
+    /// The client closed its side: after Terminate, or without it (libpq closes right after sending it,
+    /// a crashed client never does). Postgres still runs what it had read by then, so the relay finishes
+    /// the work already received, then closes (``closeIfTerminated()``).
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case ChannelEvent.inputClosed = event else { return context.fireUserInboundEventTriggered(event) }
+        guard case .relaying = phase else { return close() }
+        terminateReceived = true
+        closeIfTerminated()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let error = error as? NIOSSLError, case .uncleanShutdown = error {
+            // TLS ended without close_notify, as libpq ends it; the inputClosed that follows handles it.
+            return logger.debug("client closed TLS without close_notify")
+        }
         if error is NIOSSLError || error is BoringSSLError {
             logger.info("client TLS error", metadata: ["error": "\(error)"])
         } else {
@@ -403,7 +419,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
         do {
             try inbound.process(buffer, mayStream: mayStream) { event in
-                guard case .relaying = phase else { return }
+                guard case .relaying = phase, !terminateReceived else { return }
                 switch event {
                 case .message(let message):
                     clientMessageReceived(message)
@@ -436,7 +452,12 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     func clientMessageReceived(_ message: WireMessage) {
-        if message.id == FrontendMessageID.terminate { return close() }
+        // Postgres reads nothing after Terminate.
+        if terminateReceived { return }
+        if message.id == FrontendMessageID.terminate {
+            terminateReceived = true
+            return closeIfTerminated()
+        }
         guard deferred.isEmpty else { return deferred.append(ClientRequest(message)) }
         receive(ClientRequest(message))
     }
@@ -691,6 +712,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         if skipping { batch = .discardingUntilSync } else if case .discardingUntilSync = batch { batch = .relayed }
         resumeHeldRead()
         replayDeferred()
+        closeIfTerminated()
     }
 
     func leaseSucceeded(_ connection: BackendConnection, from pool: ConnectionPool) {
@@ -814,6 +836,10 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                         noteParameterStatus(body, clientSeesIt: true)
                     }
                 }
+                if message.id == BackendMessageID.copyInResponse, terminateReceived {
+                    // The client left and can send no data: end the COPY as Postgres does when its client goes.
+                    failCopyForClosedClient()
+                }
                 let verdict = sequence(message.id, error: error)
                 var forward = verdict.forward
                 if message.id == BackendMessageID.errorResponse, transactionMode, tracker.awaitedReadyForQuery == 0,
@@ -926,6 +952,29 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         if tracker.status == .idle, startWatermarkProbe(on: backend) { return }
         context.flush()
         unitEnded(on: backend)
+        closeIfTerminated()
+    }
+
+    /// A COPY FROM STDIN that started after the client closed its side would wait for data for ever.
+    func failCopyForClosedClient() {
+        guard let backend else { return }
+        logger.info("client closed its connection before sending COPY data; failing the COPY")
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        buffer.writeMessage(id: FrontendMessageID.copyFail) { $0.writeNullTerminatedString("client closed the connection during COPY") }
+        send(buffer, to: backend)
+        backend.flush()
+    }
+
+    /// After Terminate, the client goes once the work it sent before is answered: Postgres finishes a
+    /// Query (a write, say) that came before Terminate, so a statement still waiting for a server
+    /// must not be dropped. An extended-protocol batch without a Sync is not waited for: Postgres
+    /// would roll it back at Terminate, and closing the server connection does the same.
+    func closeIfTerminated() {
+        guard terminateReceived, pending.isEmpty, deferred.isEmpty, waitID == nil, replayWait == nil, !closingIdleConnections,
+              !watermarkProbe.holdsClientOutput, backend == nil || tracker.awaitedReadyForQuery == 0 else { return }
+        flushVerbatim(wholeRead: nil)
+        context.flush()
+        close()
     }
 
     /// The unit's last answer reached the client: the server goes back to its pool, unless the client

@@ -77,6 +77,9 @@ public final class ProxyServer: Service, Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
+            // A client's FIN is an event, not a close: what it sent before it still runs, as in Postgres
+            // (ClientSession.userInboundEventTriggered).
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             // Each channel keeps its receive buffers for reuse: start clients' small (they mostly send short
             // statements, and thousands sit idle), and let a busy client's grow as its reads fill them.
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
