@@ -35,9 +35,11 @@ mapfile -t TARGETS < <(ls "$SEEDS")
 build() {
   ensure_swift_build_deps
   log "building switchyard-fuzz (libFuzzer + AddressSanitizer) into $SCRATCH"
+  local status
   SWITCHYARD_FUZZ=1 swift build -c "$FUZZ_BUILD" --scratch-path "$SCRATCH" --product switchyard-fuzz 2>&1 \
-    | grep -v "ld.gold: warning: Cannot export local symbol" >&2 || true
-  [ -x "$BIN" ] || die "the fuzz build failed (see output above)"
+    | { grep -v "ld.gold: warning: Cannot export local symbol" || true; } >&2
+  status="${PIPESTATUS[0]}"
+  [ "$status" -eq 0 ] && [ -x "$BIN" ] || die "the fuzz build failed (exit $status; see output above)"
 }
 
 # fuzz_one TARGET: one libFuzzer run; prints a summary line; returns non-zero on a finding.

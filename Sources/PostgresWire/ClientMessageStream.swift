@@ -25,6 +25,9 @@ public struct ClientMessageStream: Sendable {
         self.streamingThreshold = streamingThreshold
     }
 
+    /// A streamed message is partway through: the server waits for the rest of it.
+    public var isStreaming: Bool { streamRemaining > 0 }
+
     /// Bytes held for an incomplete message that is not being streamed.
     public var bufferedBytes: Int { partial?.readableBytes ?? 0 }
 

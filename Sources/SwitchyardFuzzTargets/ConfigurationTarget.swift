@@ -15,7 +15,7 @@ enum ConfigurationTarget {
             let configuration = try ProxyConfiguration.parse(text, fileName: "fuzz.conf", baseDirectory: baseDirectory)
             // What parsed once parses again to the same value: nothing depends on hidden state.
             let again = try ProxyConfiguration.parse(text, fileName: "fuzz.conf", baseDirectory: baseDirectory)
-            return "\(configuration)" == "\(again)" ? nil : "the same text parsed to two configurations"
+            return configuration == again ? nil : "the same text parsed to two configurations"
         } catch {
             return error.issues.isEmpty ? "a rejected configuration with no issue to report" : nil
         }

@@ -142,6 +142,7 @@ extension ClientSession {
         backend?.flush()
         resumeHeldRead()
         armIdleTransactionTimer()
+        closeIfTerminated()
     }
 
     /// The local command a statement string is, if it is exactly one.

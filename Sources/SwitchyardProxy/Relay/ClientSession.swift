@@ -54,6 +54,10 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var isReplayingDeferred = false
     /// The client sent Terminate; it is closed once what it sent before is answered (``closeIfTerminated()``).
     var terminateReceived = false
+    /// The server sent CopyInResponse and waits for the client's COPY data (until ReadyForQuery).
+    var copyInProgress = false
+    /// A COPY started after Terminate: no data will come, so the session ends once this read is relayed.
+    var closeAfterThisRead = false
     var inbound: ClientMessageStream
     var tracker = TransactionTracker()
     var backendScanner: MessageBoundaryScanner
@@ -205,6 +209,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         guard case ChannelEvent.inputClosed = event else { return context.fireUserInboundEventTriggered(event) }
         guard case .relaying = phase else { return close() }
         terminateReceived = true
+        // Unless the server waits for the client's bytes (COPY data, the rest of a streamed message):
+        // those never come, so the session ends now, and so does the server's COPY, as with Postgres.
+        if copyInProgress || inbound.isStreaming { return close() }
         closeIfTerminated()
     }
 
@@ -676,6 +683,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         flushVerbatim(wholeRead: nil)
         backend.flush()
         resumeHeldRead()
+        closeIfTerminated()
     }
 
     /// After an error in a replica's part of a pipeline (ended early), Postgres would skip the
@@ -828,6 +836,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 var error: ErrorFields? = nil
                 if message.id == BackendMessageID.readyForQuery {
                     tracker.backendSentReadyForQuery(message.firstBodyByte)
+                    copyInProgress = false
                     queryFinished()
                 } else if let body = message.body {
                     if message.id == BackendMessageID.errorResponse {
@@ -836,9 +845,10 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                         noteParameterStatus(body, clientSeesIt: true)
                     }
                 }
-                if message.id == BackendMessageID.copyInResponse, terminateReceived {
-                    // The client left and can send no data: end the COPY as Postgres does when its client goes.
-                    failCopyForClosedClient()
+                if message.id == BackendMessageID.copyInResponse {
+                    copyInProgress = true
+                    // The client sent Terminate before the COPY started and will send no data.
+                    if terminateReceived { closeAfterThisRead = true }
                 }
                 let verdict = sequence(message.id, error: error)
                 var forward = verdict.forward
@@ -945,6 +955,12 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     func backendReadComplete() {
+        defer { closeIfTerminated() }
+        if closeAfterThisRead {
+            logger.info("a COPY FROM STDIN started after the client sent Terminate; closing, which ends the COPY")
+            context.flush()
+            return close()
+        }
         // At `read_consistency = database` the commit's ReadyForQuery waits for its write position.
         if watermarkProbe.holdsClientOutput { return }
         guard let backend, case .relaying = phase, !unit.hold.isHolding, !parameterSyncAnswer.isAwaiting, !watermarkProbe.isAwaiting,
@@ -952,29 +968,24 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         if tracker.status == .idle, startWatermarkProbe(on: backend) { return }
         context.flush()
         unitEnded(on: backend)
-        closeIfTerminated()
-    }
-
-    /// A COPY FROM STDIN that started after the client closed its side would wait for data for ever.
-    func failCopyForClosedClient() {
-        guard let backend else { return }
-        logger.info("client closed its connection before sending COPY data; failing the COPY")
-        var buffer = context.channel.allocator.buffer(capacity: 64)
-        buffer.writeMessage(id: FrontendMessageID.copyFail) { $0.writeNullTerminatedString("client closed the connection during COPY") }
-        send(buffer, to: backend)
-        backend.flush()
     }
 
     /// After Terminate, the client goes once the work it sent before is answered: Postgres finishes a
     /// Query (a write, say) that came before Terminate, so a statement still waiting for a server
     /// must not be dropped. An extended-protocol batch without a Sync is not waited for: Postgres
     /// would roll it back at Terminate, and closing the server connection does the same.
+    /// Checked on the next tick, never inside the caller: closing runs channelInactive at once, and
+    /// the callers (unit ends, refusals, leases) go on touching the session afterwards.
     func closeIfTerminated() {
-        guard terminateReceived, pending.isEmpty, deferred.isEmpty, waitID == nil, replayWait == nil, !closingIdleConnections,
-              !watermarkProbe.holdsClientOutput, backend == nil || tracker.awaitedReadyForQuery == 0 else { return }
-        flushVerbatim(wholeRead: nil)
-        context.flush()
-        close()
+        guard terminateReceived else { return }
+        context.eventLoop.assumeIsolated().execute { [self] in
+            guard case .relaying = phase, pending.isEmpty, deferred.isEmpty, waitID == nil, replayWait == nil,
+                  !closingIdleConnections, !watermarkProbe.holdsClientOutput,
+                  backend == nil || tracker.awaitedReadyForQuery == 0 else { return }
+            flushVerbatim(wholeRead: nil)
+            context.flush()
+            close()
+        }
     }
 
     /// The unit's last answer reached the client: the server goes back to its pool, unless the client
