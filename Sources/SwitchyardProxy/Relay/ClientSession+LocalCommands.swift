@@ -170,6 +170,15 @@ extension ClientSession {
         case .route(.invalidValue(let parameter, let value, let hint)):
             return ErrorFields(severity: .error, code: SQLState.invalidParameterValue,
                                message: "invalid value for parameter \"\(parameter)\": \"\(value)\"", hint: hint)
+        case .route(.showProxySetting("last_write_lsn")) where !readFloor.tracksWrites:
+            // A token that silently misses the session's writes would let a reader see older data.
+            return ErrorFields(severity: .error, code: SQLState.objectNotInPrerequisiteState,
+                               message: "write positions are not tracked at read_consistency = eventual",
+                               hint: "SET switchyard.read_consistency = session to get a causal token for later writes.")
+        case .route(.showProxySetting("last_write_lsn")) where readFloor.untrackedWrite:
+            return ErrorFields(severity: .error, code: SQLState.objectNotInPrerequisiteState,
+                               message: "the position of this session's last write was not recorded",
+                               hint: "Writes made while switchyard.route = primary are not tracked; the next write under another route records a position.")
         case .route(.showProxySetting("last_write_lsn")) where readFloor.lastWrite == .unknown:
             return ErrorFields(severity: .error, code: SQLState.objectNotInPrerequisiteState,
                                message: "the position of this session's last write is not known",
