@@ -106,8 +106,7 @@ enum WireTargets {
     }
 
     private static func declaredLength(_ bytes: [UInt8]) -> Int? {
-        guard bytes.count >= 5 else { return nil }
-        return Int(Int32(bitPattern: UInt32(bytes[1]) << 24 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 8 | UInt32(bytes[4])))
+        ByteBuffer(bytes: bytes.prefix(5)).peekFrameHeader().map { Int($0.1) }
     }
 
     // MARK: Server frames

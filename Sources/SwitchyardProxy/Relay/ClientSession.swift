@@ -56,8 +56,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var terminateReceived = false
     /// The server sent CopyInResponse and waits for the client's COPY data (until ReadyForQuery).
     var copyInProgress = false
-    /// A COPY started after Terminate: no data will come, so the session ends once this read is relayed.
-    var closeAfterThisRead = false
     var inbound: ClientMessageStream
     var tracker = TransactionTracker()
     var backendScanner: MessageBoundaryScanner
@@ -200,19 +198,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         backend?.clientWritabilityChanged(isWritable: context.channel.isWritable)
-    }
-
-    /// The client closed its side: after Terminate, or without it (libpq closes right after sending it,
-    /// a crashed client never does). Postgres still runs what it had read by then, so the relay finishes
-    /// the work already received, then closes (``closeIfTerminated()``).
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard case ChannelEvent.inputClosed = event else { return context.fireUserInboundEventTriggered(event) }
-        guard case .relaying = phase else { return close() }
-        terminateReceived = true
-        // Unless the server waits for the client's bytes (COPY data, the rest of a streamed message):
-        // those never come, so the session ends now, and so does the server's COPY, as with Postgres.
-        if copyInProgress || inbound.isStreaming { return close() }
-        closeIfTerminated()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -426,6 +411,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
         do {
             try inbound.process(buffer, mayStream: mayStream) { event in
+                // Postgres reads nothing after Terminate.
                 guard case .relaying = phase, !terminateReceived else { return }
                 switch event {
                 case .message(let message):
@@ -459,8 +445,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     func clientMessageReceived(_ message: WireMessage) {
-        // Postgres reads nothing after Terminate.
-        if terminateReceived { return }
         if message.id == FrontendMessageID.terminate {
             terminateReceived = true
             return closeIfTerminated()
@@ -845,11 +829,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                         noteParameterStatus(body, clientSeesIt: true)
                     }
                 }
-                if message.id == BackendMessageID.copyInResponse {
-                    copyInProgress = true
-                    // The client sent Terminate before the COPY started and will send no data.
-                    if terminateReceived { closeAfterThisRead = true }
-                }
+                if message.id == BackendMessageID.copyInResponse { copyInProgress = true }
                 let verdict = sequence(message.id, error: error)
                 var forward = verdict.forward
                 if message.id == BackendMessageID.errorResponse, transactionMode, tracker.awaitedReadyForQuery == 0,
@@ -956,11 +936,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func backendReadComplete() {
         defer { closeIfTerminated() }
-        if closeAfterThisRead {
-            logger.info("a COPY FROM STDIN started after the client sent Terminate; closing, which ends the COPY")
-            context.flush()
-            return close()
-        }
         // At `read_consistency = database` the commit's ReadyForQuery waits for its write position.
         if watermarkProbe.holdsClientOutput { return }
         guard let backend, case .relaying = phase, !unit.hold.isHolding, !parameterSyncAnswer.isAwaiting, !watermarkProbe.isAwaiting,
@@ -968,24 +943,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         if tracker.status == .idle, startWatermarkProbe(on: backend) { return }
         context.flush()
         unitEnded(on: backend)
-    }
-
-    /// After Terminate, the client goes once the work it sent before is answered: Postgres finishes a
-    /// Query (a write, say) that came before Terminate, so a statement still waiting for a server
-    /// must not be dropped. An extended-protocol batch without a Sync is not waited for: Postgres
-    /// would roll it back at Terminate, and closing the server connection does the same.
-    /// Checked on the next tick, never inside the caller: closing runs channelInactive at once, and
-    /// the callers (unit ends, refusals, leases) go on touching the session afterwards.
-    func closeIfTerminated() {
-        guard terminateReceived else { return }
-        context.eventLoop.assumeIsolated().execute { [self] in
-            guard case .relaying = phase, pending.isEmpty, deferred.isEmpty, waitID == nil, replayWait == nil,
-                  !closingIdleConnections, !watermarkProbe.holdsClientOutput,
-                  backend == nil || tracker.awaitedReadyForQuery == 0 else { return }
-            flushVerbatim(wholeRead: nil)
-            context.flush()
-            close()
-        }
     }
 
     /// The unit's last answer reached the client: the server goes back to its pool, unless the client
@@ -1075,21 +1032,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         runtime.cancelRegistry.sendCancel(backend.cancelKey, to: backend.server, on: context.eventLoop, logger: logger)
     }
 
-    /// Shutdown: a client with no transaction in flight is closed now; others at their next idle point.
-    func closeIfIdle() {
-        switch phase {
-        case .startup, .authenticating, .loggingIn:
-            // Not logged in yet: nothing of theirs is in flight.
-            return fail(ErrorFields(severity: .fatal, code: SQLState.cannotConnectNow, message: "Switchyard is shutting down"))
-        case .relaying, .closed:
-            break
-        }
-        guard case .relaying = phase else { return }
-        if backend == nil || tracker.isIdle, pending.isEmpty, deferred.isEmpty {
-            fail(.switchyardShuttingDown)
-        }
-    }
-
     /// This client as SHOW CLIENTS shows it.
     func snapshot(now: NIODeadline) -> ClientSnapshot {
         let state: ClientSnapshot.State
@@ -1105,10 +1047,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             state: state, server: backend?.server.name ?? heldFor,
             applicationName: identity?.startup["application_name"], connectedFor: now - connectedAt,
             readConsistency: identity == nil ? nil : readFloor.level.rawValue, lastWrite: readFloor.lastWrite.shown)
-    }
-
-    func forceClose() {
-        fail(ErrorFields(severity: .fatal, code: SQLState.adminShutdown, message: "terminating connection due to administrator command"))
     }
 
     // MARK: Helpers
@@ -1135,37 +1073,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
-    func returnOrDiscard(_ connection: BackendConnection) {
-        guard let pool else { return connection.close() }
-        // A position query's answer still owed means the connection is not clean. The client leaving was
-        // told nothing it must see later, so no watermark is harmed.
-        let probeOwed = watermarkProbe.abandoned() != nil
-        if tracker.isIdle, !unit.hold.isHolding, !parameterSyncAnswer.isAwaiting, !probeOwed, backendScanner.isAtMessageBoundary,
-           !(runtime.poolMode == .session && shard.configuration.serverResetMode == .close), !pin.isPinned {
-            let reset = runtime.poolMode == .session ? shard.configuration.serverResetQuery : nil
-            pool.release(connection, resetQuery: reset)
-        } else {
-            // Mid-transaction or mid-message (or holding this client's LISTENs or temporary tables, or
-            // server_reset_mode = close): the server must not be reused; closing it rolls back.
-            if !tracker.isIdle { logger.info("client left in the middle of a transaction; its server connection is closed, which rolls it back") }
-            pool.discard(connection)
-        }
-    }
-
-    /// Sends a FATAL error and closes the client.
-    func fail(_ error: ErrorFields) {
-        guard let context, context.channel.isActive else { return }
-        if case .closed = phase { return }
-        var buffer = context.channel.allocator.buffer(capacity: 128)
-        error.encode(into: &buffer)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        close()
-    }
-
-    func close() {
-        guard let context else { return }
-        context.close(promise: nil)
-    }
 }
 
 /// Who answers a client's extended-protocol batch, up to its Sync.

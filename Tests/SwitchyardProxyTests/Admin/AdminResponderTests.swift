@@ -451,34 +451,28 @@ enum AdminFrames {
         #expect(errors(in: nullBind).first?.message == "bind message supplies 2 parameters, but prepared statement \"\" requires 0")
     }
 
+    /// The answer is one ErrorResponse and nothing else; returns it.
+    func loneError(_ actions: [Machine.Action], sourceLocation: SourceLocation = #_sourceLocation) throws -> ErrorFields {
+        #expect(actions.count == 1, sourceLocation: sourceLocation)
+        return try #require(errors(in: actions).first, sourceLocation: sourceLocation)
+    }
+
     @Test func unknownStatementIs26000() throws {
         var machine = Machine()
-        let bind = machine.messageReceived(F.bind(statement: "nope"))
-        let bindError = try #require(errors(in: bind).first)
-        #expect(bind.count == 1)
+        let bindError = try loneError(machine.messageReceived(F.bind(statement: "nope")))
         #expect(bindError.code == "26000")
         #expect(bindError.message == "prepared statement \"nope\" does not exist")
         _ = machine.messageReceived(F.sync)
-
-        let describe = machine.messageReceived(F.describeStatement("nope"))
-        let describeError = try #require(errors(in: describe).first)
-        #expect(describe.count == 1)
-        #expect(describeError.code == "26000")
+        #expect(try loneError(machine.messageReceived(F.describeStatement("nope"))).code == "26000")
     }
 
     @Test func unknownPortalIs34000() throws {
         var machine = Machine()
-        let describe = machine.messageReceived(F.describePortal("nope"))
-        let describeError = try #require(errors(in: describe).first)
-        #expect(describe.count == 1)
+        let describeError = try loneError(machine.messageReceived(F.describePortal("nope")))
         #expect(describeError.code == "34000")
         #expect(describeError.message == "portal \"nope\" does not exist")
         _ = machine.messageReceived(F.sync)
-
-        let execute = machine.messageReceived(F.execute("nope"))
-        let executeError = try #require(errors(in: execute).first)
-        #expect(execute.count == 1)
-        #expect(executeError.code == "34000")
+        #expect(try loneError(machine.messageReceived(F.execute("nope"))).code == "34000")
     }
 
     @Test func closedStatementsAndPortalsAreGone() throws {
