@@ -75,6 +75,7 @@ public enum SQLState {
     public static let internalError = "XX000"
     public static let undefinedObject = "42704"
     public static let objectNotInPrerequisiteState = "55000"
+    public static let programLimitExceeded = "54000"
     public static let configFileError = "F0000"
     public static let invalidParameterValue = "22023"
 }

@@ -12,19 +12,18 @@ extension WireMessage {
     /// and for a malformed body.
     public var statementText: ByteBuffer? {
         let body = self.body
-        let view = body.readableBytesView
-        var start = view.startIndex
+        var start = 0
         switch id {
         case FrontendMessageID.parse:
-            guard let nameEnd = view.firstIndex(of: 0) else { return nil }
+            guard let nameEnd = body.readableOffset(of: 0) else { return nil }
             start = nameEnd + 1
         case FrontendMessageID.query:
             break
         default:
             return nil
         }
-        guard let end = view[start...].firstIndex(of: 0) else { return nil }
-        return body.getSlice(at: body.readerIndex + (start - view.startIndex), length: end - start)
+        guard let end = body.readableOffset(of: 0, from: start) else { return nil }
+        return body.getSlice(at: body.readerIndex + start, length: end - start)
     }
 
     /// The first body byte: ReadyForQuery's transaction status, for example.

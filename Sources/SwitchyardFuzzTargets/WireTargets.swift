@@ -67,34 +67,56 @@ enum WireTargets {
         var stream = ClientMessageStream(maximumLength: maximumLength, streamingThreshold: streamingThreshold)
         var framed = Framed()
         var streaming: [UInt8]?
-        // The relay streams Query, CopyData and Parse when it need not look inside them.
-        let mayStream = { (id: UInt8) in id == FrontendMessageID.query || id == FrontendMessageID.copyData || id == FrontendMessageID.parse }
+        // As the relay may answer: Query and CopyData streamed, Bind refused, a FunctionCall only after
+        // waiting once for room, the rest held whole.
+        var waitedOnce = false, retry = false
+        let admit = { (id: UInt8, _: Int) -> ClientMessageStream.Admission in
+            switch id {
+            case FrontendMessageID.query, FrontendMessageID.copyData: return .stream
+            case FrontendMessageID.bind: return .refuse
+            case FrontendMessageID.functionCall:
+                waitedOnce.toggle()
+                retry = waitedOnce
+                return waitedOnce ? .notYet : .whole
+            default: return .whole
+            }
+        }
+        let mayStream = { (id: UInt8) in id == FrontendMessageID.query || id == FrontendMessageID.copyData }
         do {
             for read in reads {
-                try stream.process(ByteBuffer(bytes: read), mayStream: mayStream) { event in
-                    switch event {
-                    case .message(let message):
-                        guard streaming == nil else { framed.broken = "a whole message inside a streamed one"; return }
-                        let bytes = Array(message.bytes.readableBytesView)
-                        if bytes.first != message.id || declaredLength(bytes) != bytes.count - 1 {
-                            framed.broken = "message \(message.id) of \(bytes.count) bytes declares \(declaredLength(bytes) ?? -1)"
-                        }
-                        framed.messages.append(bytes)
-                    case .streamStart(let id, let bytes):
-                        guard streaming == nil else { framed.broken = "a stream started inside another"; return }
-                        guard mayStream(id) else { framed.broken = "message type \(id) streamed without leave"; return }
-                        streaming = Array(bytes.readableBytesView)
-                    case .streamBody(let bytes, let isLast):
-                        guard var current = streaming else { framed.broken = "stream bytes outside a stream"; return }
-                        current += bytes.readableBytesView
-                        streaming = current
-                        if isLast {
-                            if declaredLength(current) != current.count - 1 { framed.broken = "a streamed message of the wrong length" }
-                            framed.messages.append(current)
-                            streaming = nil
+                var input = ByteBuffer(bytes: read)
+                repeat {
+                    retry = false
+                    try stream.process(input, admit: admit) { event in
+                        switch event {
+                        case .message(let message):
+                            guard streaming == nil else { framed.broken = "a whole message inside a streamed one"; return }
+                            let bytes = Array(message.bytes.readableBytesView)
+                            if bytes.first != message.id || declaredLength(bytes) != bytes.count - 1 {
+                                framed.broken = "message \(message.id) of \(bytes.count) bytes declares \(declaredLength(bytes) ?? -1)"
+                            }
+                            framed.messages.append(bytes)
+                        case .streamStart(let id, let bytes):
+                            guard streaming == nil else { framed.broken = "a stream started inside another"; return }
+                            guard mayStream(id) else { framed.broken = "message type \(id) streamed without leave"; return }
+                            streaming = Array(bytes.readableBytesView)
+                        case .streamBody(let bytes, let isLast):
+                            guard var current = streaming else { framed.broken = "stream bytes outside a stream"; return }
+                            current += bytes.readableBytesView
+                            streaming = current
+                            if isLast {
+                                if declaredLength(current) != current.count - 1 { framed.broken = "a streamed message of the wrong length" }
+                                framed.messages.append(current)
+                                streaming = nil
+                            }
+                        case .refused(let id, let length):
+                            guard streaming == nil else { framed.broken = "a message refused inside a streamed one"; return }
+                            guard id == FrontendMessageID.bind else { framed.broken = "message type \(id) refused without cause"; return }
+                            framed.messages.append(Array("refused \(id) of \(length) bytes".utf8))
                         }
                     }
-                }
+                    input = ByteBuffer()
+                } while retry
                 if stream.bufferedBytes > maximumLength + 1 {
                     framed.broken = "\(stream.bufferedBytes) bytes held, over the \(maximumLength)-byte limit"
                 }

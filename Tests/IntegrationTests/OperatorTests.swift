@@ -426,7 +426,7 @@ private func cli(_ arguments: [String], password: String? = nil) async throws ->
     try await runProcess(RoutingProxy.executablePath, arguments, environment: libpqEnvironment(password: password), timeout: .seconds(60))
 }
 
-private func httpGet(port: Int, _ path: String) async throws -> (status: Int, body: String) {
+func httpGet(port: Int, _ path: String) async throws -> (status: Int, body: String) {
     let result = try await runProcess("curl", ["-s", "-m", "10", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"], timeout: .seconds(20))
     guard result.exitCode == 0, let status = result.stdout.split(separator: "\n").last.flatMap({ Int($0) }) else {
         throw HarnessError("GET \(path) failed: \(result)")
@@ -435,7 +435,7 @@ private func httpGet(port: Int, _ path: String) async throws -> (status: Int, bo
 }
 
 /// `/metrics` as sample name-with-labels to value.
-private func scrape(_ port: Int) async throws -> [String: Double] {
+func scrape(_ port: Int) async throws -> [String: Double] {
     let (status, body) = try await httpGet(port: port, "/metrics")
     guard status == 200 else { throw HarnessError("/metrics answered \(status): \(body)") }
     var samples: [String: Double] = [:]

@@ -167,4 +167,20 @@ import Testing
         var bad = ByteBuffer(bytes: [UInt8(ascii: "Z"), 0, 0, 0, 3, 0])
         #expect(throws: FrameDecodingError.invalidLength(3)) { try bad.readWireMessage() }
     }
+
+    @Test func readableOffsetCountsFromTheReaderIndex() {
+        var buffer = ByteBuffer(bytes: Array("xxab\0cd;\0".utf8))
+        buffer.moveReaderIndex(forwardBy: 2)
+        #expect(buffer.readableOffset(of: 0) == 2)
+        #expect(buffer.readableOffset(of: 0, from: 3) == 6)
+        #expect(buffer.readableOffset(of: UInt8(ascii: ";")) == 5)
+        #expect(buffer.readableOffset(of: UInt8(ascii: "x")) == nil, "bytes before the reader index are not looked at")
+        #expect(buffer.readableOffset(of: 0, from: 7) == nil && buffer.readableOffset(of: 0, from: -1) == nil)
+        let large = WireMessage.make(id: FrontendMessageID.parse) {
+            $0.writeNullTerminatedString("s1")
+            $0.writeNullTerminatedString("select 1 /* " + String(repeating: "x", count: 3 << 20) + " */")
+            $0.writeInteger(Int16(0))
+        }
+        #expect(large.statementText?.readableBytes == (3 << 20) + 15)
+    }
 }

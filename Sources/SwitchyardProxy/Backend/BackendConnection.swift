@@ -85,8 +85,8 @@ final class BackendConnection: ChannelDuplexHandler, RemovableChannelHandler {
 
     var isIdle: Bool { if case .idle = state { return true } else { return false } }
 
-    func write(_ buffer: ByteBuffer) {
-        context.write(wrapOutboundOut(buffer), promise: nil)
+    func write(_ buffer: ByteBuffer, promise: EventLoopPromise<Void>? = nil) {
+        context.write(wrapOutboundOut(buffer), promise: promise)
     }
 
     func flush() {

@@ -15,7 +15,7 @@ final class ConfigurationParser {
     static let sectionNames = ["switchyard", "servers", "users"]
     static let settingKeys = [
         "listen_addr", "listen_port", "worker_threads", "pool_mode", "pool_size", "max_client_conn",
-        "max_message_size", "connect_timeout", "query_wait_timeout", "server_idle_timeout",
+        "max_message_size", "max_buffered_bytes", "connect_timeout", "query_wait_timeout", "server_idle_timeout",
         "idle_transaction_timeout", "shutdown_timeout", "pause_timeout", "server_reset_query", "server_reset_mode", "auth_type", "auth_file",
         "admin_users", "log_level", "metrics_addr", "metrics_port", "client_tls_sslmode",
         "client_tls_cert_file", "client_tls_key_file", "server_tls_sslmode", "server_tls_ca_file",

@@ -64,6 +64,7 @@ extension ConfigurationParser {
             poolSize: int("pool_size", default: 20, 1...Int.max),
             maxClientConnections: int("max_client_conn", default: 1000, 1...Int.max),
             maxMessageSize: int("max_message_size", default: 1 << 30, 1024...Int(Int32.max)),
+            maxBufferedBytes: int("max_buffered_bytes", default: 512 << 20, (1 << 20)...Int.max),
             connectTimeout: seconds("connect_timeout", default: 5, allowZero: false),
             queryWaitTimeout: optionalSeconds("query_wait_timeout", default: 30),
             serverIdleTimeout: optionalSeconds("server_idle_timeout", default: 600),

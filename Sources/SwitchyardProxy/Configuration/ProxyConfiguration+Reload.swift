@@ -37,7 +37,7 @@ extension ProxyConfiguration {
         let rows: [(String, String)] = [
             ("listen_addr", listenAddress), ("listen_port", "\(listenPort)"), ("worker_threads", "\(workerThreads)"),
             ("pool_mode", poolMode.rawValue), ("pool_size", "\(poolSize)"), ("max_client_conn", "\(maxClientConnections)"),
-            ("max_message_size", "\(maxMessageSize)"), ("connect_timeout", seconds(connectTimeout)),
+            ("max_message_size", "\(maxMessageSize)"), ("max_buffered_bytes", "\(maxBufferedBytes)"), ("connect_timeout", seconds(connectTimeout)),
             ("query_wait_timeout", seconds(queryWaitTimeout)), ("server_idle_timeout", seconds(serverIdleTimeout)),
             ("idle_transaction_timeout", seconds(idleTransactionTimeout)), ("shutdown_timeout", seconds(shutdownTimeout)),
             ("pause_timeout", seconds(pauseTimeout)), ("server_reset_query", serverResetQuery ?? ""),

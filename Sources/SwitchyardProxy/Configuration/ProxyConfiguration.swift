@@ -12,6 +12,9 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var poolSize: Int, maxClientConnections: Int
     /// Largest single protocol message accepted from a client; bigger ones are rejected with 08P01.
     public var maxMessageSize: Int
+    /// The process-wide cap on bytes held for clients (large messages kept whole, statement copies): a
+    /// hold that would pass it waits, and one that could never fit is refused with 54000.
+    public var maxBufferedBytes: Int
     public var connectTimeout: Duration
     /// How long a client waits for a free backend; nil waits forever.
     public var queryWaitTimeout: Duration?

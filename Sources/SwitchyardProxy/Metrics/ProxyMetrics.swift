@@ -27,6 +27,9 @@ public final class ProxyMetrics: Sendable {
     /// How long such reads waited for a replica to replay the write, and how many gave up waiting.
     let consistencyWait: Metrics.Timer
     let consistencyWaitTimeouts: Metrics.Counter
+    /// Times a client's large message waited for room in max_buffered_bytes, or was refused as too large for it.
+    let bufferWaits: Metrics.Counter
+    let bufferRefusals: Metrics.Counter
 
     public init() {
         let registry = PrometheusCollectorRegistry()
@@ -47,6 +50,8 @@ public final class ProxyMetrics: Sendable {
         consistentPrimaryReads = Metrics.Counter(label: "switchyard_read_consistency_reads_total", dimensions: [("served_by", "primary")], factory: factory)
         consistencyWait = Metrics.Timer(label: "switchyard_read_consistency_wait_seconds", factory: factory)
         consistencyWaitTimeouts = Metrics.Counter(label: "switchyard_read_consistency_wait_timeouts_total", factory: factory)
+        bufferWaits = Metrics.Counter(label: "switchyard_buffer_waits_total", factory: factory)
+        bufferRefusals = Metrics.Counter(label: "switchyard_buffer_refusals_total", factory: factory)
     }
 
     /// The metric objects of one server, made once and kept (pools hold them).

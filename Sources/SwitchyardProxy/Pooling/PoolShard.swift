@@ -33,6 +33,8 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
     private var classifications: [ByteBuffer: StatementClassification] = [:]
     /// Hashes of statements seen once, not yet worth a copy in `classifications`.
     private var sightedOnce: Set<Int> = []
+    /// Longer statement text is not classified (``classify(_:)``).
+    static let classificationLimit = 1 << 20
     static let classificationCacheLimit = 10_000
     /// Distinct client parameter sets kept for sharing (see ``shared(_:)``).
     private var sharedParameters: Set<[String: String]> = []
@@ -99,6 +101,11 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
 
     /// Classifies statement text, from the cache when it was seen before.
     func classify(_ sql: ByteBuffer) -> StatementClassification {
+        // Lexing 300 MB would stall every client on this loop for a second: such a statement runs on the
+        // primary, and since nothing rules out session state in it, keeps the session on that server.
+        guard sql.readableBytes <= Self.classificationLimit else {
+            return StatementClassification(route: .primary, statementCount: 1, pinsServerConnection: true)
+        }
         if let known = classifications[sql] { return known }
         let classification = sql.withUnsafeReadableBytes { classifier.classify($0) }
         // Admitted on its second sighting: text whose literals never repeat (pgbench -M simple, say)

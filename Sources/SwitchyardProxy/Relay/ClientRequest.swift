@@ -11,10 +11,13 @@ struct ClientRequest {
 
     let message: WireMessage
     private var classification: Classification
+    /// What a large message costs the memory budget, given back when the last copy of the request goes.
+    let claim: BudgetClaim?
 
-    init(_ message: WireMessage) {
+    init(_ message: WireMessage, claim: BudgetClaim? = nil) {
         self.message = message
         self.classification = .notYet
+        self.claim = claim
     }
 
     var id: UInt8 { message.id }

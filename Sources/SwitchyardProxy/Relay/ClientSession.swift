@@ -98,6 +98,15 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     private weak var verbatimTarget: BackendConnection?
 
     var readHeld = false
+    /// The memory budget's charge for the large message `inbound` is assembling, until it is complete.
+    var inboundClaim: BudgetClaim?
+    /// Reads stop until the budget has room for the message at the front of `inbound`.
+    var waitingForBudget = false
+    /// Charges for large messages collected in `verbatim`, given back once written to the server.
+    var verbatimClaims: [BudgetClaim] = []
+    /// A FATAL went out for a refused message: the rest of it is read and dropped, then the session closes
+    /// (closing with it unread would reset the connection, and the client might never see the error).
+    var closingAfterSkip = false
     /// The server whose PAUSE holds this client's next transaction (or its login), if any.
     private(set) var heldFor: String?
     /// For SHOW STATS and /metrics: when the query and transaction in flight started.
@@ -122,6 +131,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         self.backendScanner = MessageBoundaryScanner(maximumLength: Int(Int32.max))
         self.backendScanner.capturedIDs = ClientSession.capturedBackendIDs
         self.planner = RoutePlanner(setting: shard.configuration.routing.defaultRoute)
+        self.statementMap.budget = runtime.memoryBudget
     }
 
     // MARK: Channel events
@@ -410,12 +420,14 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             flushVerbatim(wholeRead: startedAtBoundary && inbound.bufferedBytes == 0 ? buffer : nil)
         }
         do {
-            try inbound.process(buffer, mayStream: mayStream) { event in
+            try inbound.process(buffer, admit: admit) { event in
                 // Postgres reads nothing after Terminate.
-                guard case .relaying = phase, !terminateReceived else { return }
+                guard case .relaying = phase, !terminateReceived, !closingAfterSkip else { return }
                 switch event {
                 case .message(let message):
-                    clientMessageReceived(message)
+                    clientMessageReceived(message, claim: takeInboundClaim(for: message))
+                case .refused(let id, let length):
+                    refuseOversizedMessage(id: id, length: length)
                 case .streamStart(let id, let bytes):
                     // A large message nobody needs to look into: it goes through as it arrives.
                     tracker.clientSent(id)
@@ -430,6 +442,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         } catch {
             fail(ErrorFields(severity: .fatal, code: SQLState.protocolViolation, message: "invalid message from client: \(error)"))
         }
+        if closingAfterSkip, !inbound.isSkipping { close() }
     }
 
     /// Whether a large message of type `id` may be streamed to the attached server unread:
@@ -444,13 +457,14 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
     }
 
-    func clientMessageReceived(_ message: WireMessage) {
+    func clientMessageReceived(_ message: WireMessage, claim: BudgetClaim? = nil) {
         if message.id == FrontendMessageID.terminate {
             terminateReceived = true
             return closeIfTerminated()
         }
-        guard deferred.isEmpty else { return deferred.append(ClientRequest(message)) }
-        receive(ClientRequest(message))
+        let request = ClientRequest(message, claim: claim)
+        guard deferred.isEmpty else { return deferred.append(request) }
+        receive(request)
     }
 
     /// Handles one client message, in order. Returns false for a local command that must wait for the
@@ -551,6 +565,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func forward(_ request: inout ClientRequest, to backend: BackendConnection) {
         let message = request.message
+        if let claim = request.claim { verbatimClaims.append(claim) }
         tracker.clientSent(message.id)
         noteRequestStarted()
         let transactionMode = runtime.poolMode == .transaction
@@ -600,10 +615,12 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         guard let target = verbatimTarget, !verbatim.isEmpty else { return }
         // Counted once per write, not per message.
         pool?.traffic.bytesReceived += verbatimBytes
+        // Written last, after the large messages charged: their charges go when the write is done.
+        let written = verbatimClaims.isEmpty ? nil : releasingWhenWritten()
         if let wholeRead, verbatimBytes == wholeRead.readableBytes {
-            target.write(wholeRead)
+            target.write(wholeRead, promise: written)
         } else {
-            for bytes in verbatim { target.write(bytes) }
+            for (index, bytes) in verbatim.enumerated() { target.write(bytes, promise: index == verbatim.count - 1 ? written : nil) }
         }
         verbatim.removeAll(keepingCapacity: true)
         verbatimBytes = 0
@@ -801,6 +818,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     // MARK: Relay: server to client
 
     func backendReceived(_ buffer: ByteBuffer) {
+        // After Switchyard's own FATAL the client gets nothing more, as from Postgres.
+        guard !closingAfterSkip else { return }
         pool?.traffic.bytesSent += buffer.readableBytes
         var buffer = buffer
         var forwardedUpTo = 0
@@ -1055,6 +1074,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         // Until ReadyForQuery the client has no business sending anything: don't buffer what it does.
         if case .loggingIn = phase { return true }
         guard case .relaying = phase else { return false }
+        if waitingForBudget { return true }
         if waitID != nil || !pending.isEmpty || !deferred.isEmpty { return true }
         if let backend { return !backend.isWritable }
         return false

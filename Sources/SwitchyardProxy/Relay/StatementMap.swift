@@ -31,6 +31,8 @@ struct StatementMap {
         var wentStale: [String] = []
     }
 
+    /// Charged for large statement copies; nil in tests that don't count.
+    var budget: MemoryBudget?
     /// The client's named statements, by the client's name.
     private var statements: [String: PreparedStatement] = [:]
     /// The client's last Parse of the unnamed statement, in storage of its own (not a slice pinning
@@ -73,12 +75,11 @@ struct StatementMap {
         case FrontendMessageID.parse:
             guard let parse = ParseMessage(message) else { break }
             if parse.statement.isEmpty {
-                unnamedParse.clear()
-                unnamedParse.writeImmutableBuffer(message.bytes)
+                keepUnnamedParse(message.bytes)
                 unnamedParsedOnServer = true
                 break
             }
-            let statement = PreparedStatement(definition: parse.definition)
+            let statement = PreparedStatement(definition: parse.definition, budget: budget)
             statements[parse.statement] = statement
             if server.contains(statement.serverName) {
                 out.madeUpAnswers += sequencer.sent(.parse, disposition: .synthesize(BackendMessageID.parseComplete))
@@ -215,8 +216,24 @@ struct StatementMap {
     }
 
     private mutating func forgetUnnamedStatement() {
-        if unnamedParse.readableBytes > 0 { unnamedParse.clear() }
+        if unnamedParse.capacity > Self.keptCapacity { unnamedParse = ByteBuffer() } else if unnamedParse.readableBytes > 0 { unnamedParse.clear() }
         unnamedParsedOnServer = false
+    }
+
+    /// An unnamed Parse longer than this is not kept: Postgres drops the unnamed statement at the next
+    /// Parse or Query anyway, and a copy of a bulk loader's 300 MB batch would live as long as the session.
+    /// Bound on another server later without a new Parse, it gets Postgres' own 26000.
+    static let unnamedCopyLimit = 1 << 20
+    /// Storage beyond this is given back when the copy shrinks or goes.
+    private static let keptCapacity = 64 << 10
+
+    private mutating func keepUnnamedParse(_ bytes: ByteBuffer) {
+        if bytes.readableBytes > Self.unnamedCopyLimit || unnamedParse.capacity > max(2 * bytes.readableBytes, Self.keptCapacity) {
+            unnamedParse = ByteBuffer()
+        }
+        guard bytes.readableBytes <= Self.unnamedCopyLimit else { return }
+        unnamedParse.clear()
+        unnamedParse.writeImmutableBuffer(bytes)
     }
 
     /// Before a Bind or Describe of the unnamed statement on a server that has not parsed it since it

@@ -122,8 +122,8 @@ extension SessionEffect {
         let first = view[start]
         if first == UInt8(ascii: "/") || first == UInt8(ascii: "-") || first == UInt8(ascii: "(") { return true }
         // A later statement of a multi-statement string may have the effect ("SELECT 1; LISTEN a").
-        if orLaterStatement, let semicolon = view[start...].firstIndex(of: UInt8(ascii: ";")),
-           view[(semicolon + 1)...].contains(where: { !isSQLSpace($0) }) { return true }
+        if orLaterStatement, let semicolon = text.readableOffset(of: UInt8(ascii: ";"), from: start - view.startIndex),
+           view[(view.startIndex + semicolon + 1)...].contains(where: { !isSQLSpace($0) }) { return true }
         guard view.endIndex - start >= 4 else { return false }
         let word = (UInt32(sqlLowercased(view[start])) << 16) | (UInt32(sqlLowercased(view[start + 1])) << 8)
             | UInt32(sqlLowercased(view[start + 2]))

@@ -27,6 +27,8 @@ final class ProxyRuntime: Sendable {
     let parameterSync: ParameterSync
     /// Read-your-writes: each database's write watermark.
     let databaseWatermarks = DatabaseWatermarks()
+    /// Bytes held for clients, process-wide (`max_buffered_bytes`).
+    let memoryBudget: MemoryBudget
     private let current: Mutex<(configuration: ProxyConfiguration, credentials: ClientCredentialStore)>
     private let shardsByLoop = Mutex<[ObjectIdentifier: PoolShard]>([:])
     private let clients = Atomic<Int>(0)
@@ -46,6 +48,7 @@ final class ProxyRuntime: Sendable {
         self.current = Mutex((configuration, try ClientCredentialStore(configuration: configuration)))
         self.topologyState = Mutex(try Self.startingTopology(configuration, logger: logger))
         self.maxClients = Atomic(configuration.maxClientConnections)
+        self.memoryBudget = MemoryBudget(limit: configuration.maxBufferedBytes)
         (self.clientTLSContext, self.clientTLSServerEndPoint) = try Self.makeClientTLSContext(configuration.clientTLS)
         self.roleSecrets = RoleSecretLookup(logger: logger)
         self.parameterSync = ParameterSync(extraNames: configuration.trackedParameters)
@@ -104,6 +107,7 @@ final class ProxyRuntime: Sendable {
         guard let topology else { return nil }
         current.withLock { $0 = (configuration, credentials) }
         maxClients.store(configuration.maxClientConnections, ordering: .relaxed)
+        memoryBudget.setLimit(configuration.maxBufferedBytes)
         return topology
     }
 

@@ -125,6 +125,14 @@ extension ProxyServer {
         for state in ClientSnapshot.State.allCases {
             metrics.gauge("switchyard_clients", [("state", state.rawValue)], Double(clients.filter { $0.state == state }.count))
         }
+        let budget = runtime.memoryBudget
+        metrics.gauge("switchyard_buffered_bytes", [], Double(budget.used))
+        metrics.gauge("switchyard_buffered_bytes_peak", [], Double(budget.peak))
+        metrics.gauge("switchyard_buffered_bytes_retained", [], Double(budget.retained))
+        metrics.gauge("switchyard_max_buffered_bytes", [], Double(budget.limit))
+        let counts = budget.takeCounts()
+        metrics.bufferWaits.increment(by: counts.waits)
+        metrics.bufferRefusals.increment(by: counts.refusals)
         let pools = snapshots.flatMap(\.pools)
         let statuses = monitor.snapshot
         let disabled = runtime.disabledServers

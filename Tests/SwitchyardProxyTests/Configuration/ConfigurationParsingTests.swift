@@ -39,7 +39,7 @@ struct ConfigurationParsingTests {
             uncommented.append(key)
             return String(line.dropFirst())
         }.joined(separator: "\n")
-        #expect(uncommented.count == 27)
+        #expect(uncommented.count == 28)
         #expect(try ProxyConfiguration.parse(expanded) == ProxyConfiguration.parse(text))
     }
 
@@ -52,6 +52,7 @@ struct ConfigurationParsingTests {
         #expect(config.poolSize == 20)
         #expect(config.maxClientConnections == 1000)
         #expect(config.maxMessageSize == 1_073_741_824)
+        #expect(config.maxBufferedBytes == 536_870_912)
         #expect(config.connectTimeout == .seconds(5))
         #expect(config.queryWaitTimeout == .seconds(30))
         #expect(config.serverIdleTimeout == .seconds(600))

@@ -262,6 +262,31 @@ import Testing
         #expect(out.forwardsMessage)
     }
 
+    @Test func anUnnamedStatementTooLargeToKeepIsNotCopiedSoAnotherServerAnswers26000() throws {
+        var map = StatementMap()
+        var server = ServerStatements()
+        let large = parse("", "select 1 /* " + String(repeating: "x", count: StatementMap.unnamedCopyLimit) + " */")
+        #expect(map.clientSent(large, server: &server, allocator: allocator).forwardsMessage)
+        #expect(map.clientSent(bind(""), server: &server, allocator: allocator).composed == nil, "parsed on this server")
+        map.serverAttached()
+        #expect(try lines(map.clientSent(bind(""), server: &server, allocator: allocator)) == ["C "], "no copy to parse it again")
+    }
+
+    @Test func largeNamedStatementCopiesAreChargedUntilTheClientLetsGo() throws {
+        let budget = MemoryBudget(limit: 1 << 30)
+        var map = StatementMap()
+        map.budget = budget
+        var server = ServerStatements()
+        _ = map.clientSent(parse("small", "select 1"), server: &server, allocator: allocator)
+        #expect(budget.used == 0, "small copies are not charged")
+        let text = "select 2 /* " + String(repeating: "x", count: 100_000) + " */"
+        _ = map.clientSent(parse("large", text), server: &server, allocator: allocator)
+        #expect(budget.retained == text.utf8.count + 3 && budget.used == budget.retained)
+        #expect(!budget.couldEverHold(budget.limit - budget.retained + 1), "what is retained is not waited for")
+        _ = map.clientSent(target(FrontendMessageID.close, "large"), server: &server, allocator: allocator)
+        #expect(budget.used == 0 && budget.retained == 0)
+    }
+
     @Test func aStreamedQueryDestroysTheUnnamedStatementToo() throws {
         var map = StatementMap()
         var server = ServerStatements()

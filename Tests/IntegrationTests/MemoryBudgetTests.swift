@@ -1,0 +1,88 @@
+import Testing
+
+extension IntegrationTests {
+    /// `max_buffered_bytes`: large client messages Switchyard must hold whole are charged to one
+    /// process-wide budget. Past it they wait (the client is pushed back by TCP), and one that could never
+    /// fit is answered 54000 without being read into memory. Run through a routing proxy with a replica.
+    @Suite struct MemoryBudget {
+        static let megabyte = 1 << 20
+
+        /// A statement of `bytes` bytes whose result is its own length, as an extended-protocol round trip.
+        static func sizedStatement(_ bytes: Int) -> [UInt8] {
+            let prefix = "select length('", suffix = "')"
+            return Wire.extendedQuery(prefix + String(repeating: "x", count: bytes - prefix.utf8.count - suffix.utf8.count) + suffix)
+        }
+
+        /// Larger than the whole budget: 54000 (an ERROR between statements, in the place Postgres would put
+        /// a failed statement's error), the client keeps its session; inside a transaction, where the answer
+        /// cannot be put in order without the server, the session ends with a FATAL 54000.
+        @Test func aMessageTheBudgetCouldNeverHoldGets54000() async throws {
+            let metricsPort = try routingFreePort()
+            try await withRoutingProxy(["max_buffered_bytes": "\(Self.megabyte)", "metrics_port": "\(metricsPort)"]) { proxy in
+                let client = try await RawClient.login(port: proxy.port, user: "app", database: "app")
+                defer { client.close() }
+                try await client.send(Self.sizedStatement(2 * Self.megabyte))
+                let extended = try await client.readUntilReady(timeout: .seconds(30))
+                #expect(extended.map(\.id) == ["E", "Z"], "no ParseComplete, no rows: \(extended)")
+                #expect(extended.firstError?.sqlState == "54000" && extended.firstError?.severity == "ERROR", "\(extended)")
+
+                try await client.sendLargeQuery(prefix: "select length('", filler: UInt8(ascii: "y"), count: 2 * Self.megabyte, suffix: "')")
+                let simple = try await client.readUntilReady(timeout: .seconds(30))
+                #expect(simple.map(\.id) == ["E", "Z"], "\(simple)")
+                #expect(simple.firstError?.sqlState == "54000", "\(simple)")
+
+                let after = try await client.query("select 'still usable'")
+                #expect(after.firstColumn == ["still usable"], "\(after)")
+                // Under the budget, the same kind of statement runs.
+                try await client.send(Self.sizedStatement(Self.megabyte / 2))
+                #expect(try await client.readUntilReady(timeout: .seconds(30)).firstColumn == ["\(Self.megabyte / 2 - 17)"])
+
+                _ = try await client.query("begin")
+                try await client.send(Self.sizedStatement(2 * Self.megabyte))
+                let inTransaction = try await client.readUntilClosed(timeout: .seconds(30))
+                #expect(inTransaction.firstError?.sqlState == "54000" && inTransaction.firstError?.severity == "FATAL", "\(inTransaction)")
+
+                let samples = try await scrape(metricsPort)
+                #expect(samples["switchyard_buffer_refusals_total"] == 3, "\(samples.filter { $0.key.contains("buffer") })")
+                #expect((samples["switchyard_buffered_bytes_peak"] ?? .infinity) <= Double(Self.megabyte))
+                let alive = try await psql(port: proxy.port, user: "app", ["select 'alive'"], timeout: .seconds(20))
+                #expect(alive.output == "alive", "\(alive)")
+            }
+        }
+
+        /// Four clients each send a 3 MB statement into a 5 MB budget, all of them holding a first part
+        /// before any finishes: only one fits at a time, so the others wait for room instead of failing or
+        /// growing the process, and every client gets its right answer. Nothing stays charged afterwards.
+        @Test func messagesWaitForRoomAndAllRun() async throws {
+            let metricsPort = try routingFreePort()
+            let size = 3 * Self.megabyte
+            try await withRoutingProxy(["max_buffered_bytes": "\(5 * Self.megabyte)", "metrics_port": "\(metricsPort)"]) { proxy in
+                var clients: [RawClient] = []
+                defer { for client in clients { client.close() } }
+                for _ in 0..<4 { clients.append(try await RawClient.login(port: proxy.port, user: "app", database: "app")) }
+                let statement = Self.sizedStatement(size)
+                // Every client's first megabyte is sent before any client sends the rest.
+                for client in clients { try await client.send(Array(statement[..<Self.megabyte])) }
+                let answers = try await withThrowingTaskGroup(of: [BackendFrame].self) { group in
+                    for client in clients {
+                        group.addTask {
+                            try await client.send(Array(statement[Self.megabyte...]))
+                            return try await client.readUntilReady(timeout: .seconds(60))
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                for answer in answers {
+                    #expect(answer.firstColumn == ["\(size - 17)"], "\(answer)")
+                }
+                let samples = try await scrape(metricsPort)
+                let budget = samples.filter { $0.key.contains("buffer") }
+                #expect((samples["switchyard_buffer_waits_total"] ?? 0) >= 1, "someone waited: \(budget)")
+                #expect(samples["switchyard_buffer_refusals_total"] == 0, "\(budget)")
+                #expect((samples["switchyard_buffered_bytes_peak"] ?? .infinity) <= Double(5 * Self.megabyte), "\(budget)")
+                #expect((samples["switchyard_buffered_bytes_peak"] ?? 0) >= Double(size), "\(budget)")
+                #expect(samples["switchyard_buffered_bytes"] == 0, "every charge given back: \(budget)")
+            }
+        }
+    }
+}
