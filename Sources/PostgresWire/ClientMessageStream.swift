@@ -111,7 +111,7 @@ public struct ClientMessageStream: Sendable {
             // Sized once for an admitted message: growing by doubling would briefly hold up to twice it.
             // A few bytes left in the storage of a large message just emitted move out, not to pin it.
             let capacity = max(buffer.readableBytes, admittedLength ?? 4096)
-            if owned, buffer.capacity - buffer.readerIndex >= capacity, buffer.capacity <= max(2 * capacity, 1 << 16) {
+            if owned, buffer.capacity - buffer.readerIndex >= capacity, buffer.capacity <= max(2 * capacity, 1 << 20) {
                 buffer.discardReadBytes()
                 partial = buffer
             } else {

@@ -37,9 +37,13 @@ extension IntegrationTests {
                 try await client.send(Self.sizedStatement(Self.megabyte / 2))
                 #expect(try await client.readUntilReady(timeout: .seconds(30)).firstColumn == ["\(Self.megabyte / 2 - 17)"])
 
+                // Pipelined behind a statement of the open transaction: that one is answered first, then the
+                // FATAL, then the close, as Postgres orders a session it ends.
                 _ = try await client.query("begin")
-                try await client.send(Self.sizedStatement(2 * Self.megabyte))
+                try await client.send(Wire.query("select 'first'") + Self.sizedStatement(2 * Self.megabyte))
                 let inTransaction = try await client.readUntilClosed(timeout: .seconds(30))
+                #expect(inTransaction.map(\.id) == ["T", "D", "C", "Z", "E"], "\(inTransaction)")
+                #expect(inTransaction.firstColumn == ["first"])
                 #expect(inTransaction.firstError?.sqlState == "54000" && inTransaction.firstError?.severity == "FATAL", "\(inTransaction)")
 
                 let samples = try await scrape(metricsPort)
@@ -82,6 +86,32 @@ extension IntegrationTests {
                 #expect((samples["switchyard_buffered_bytes_peak"] ?? .infinity) <= Double(5 * Self.megabyte), "\(budget)")
                 #expect((samples["switchyard_buffered_bytes_peak"] ?? 0) >= Double(size), "\(budget)")
                 #expect(samples["switchyard_buffered_bytes"] == 0, "every charge given back: \(budget)")
+            }
+        }
+
+        /// Waiting for room ends at query_wait_timeout, as waiting for a server does: a client whose large
+        /// message found no room in time gets 54000 and keeps its session; the one holding the room is served.
+        @Test func aWaitForRoomEndsAtQueryWaitTimeout() async throws {
+            let size = 3 * Self.megabyte
+            try await withRoutingProxy(["max_buffered_bytes": "\(5 * Self.megabyte)", "query_wait_timeout": "1"]) { proxy in
+                let holder = try await RawClient.login(port: proxy.port, user: "app", database: "app")
+                let waiter = try await RawClient.login(port: proxy.port, user: "app", database: "app")
+                defer { holder.close(); waiter.close() }
+                let statement = Self.sizedStatement(size)
+                try await holder.send(Array(statement[..<Self.megabyte]))   // charged, then silent
+                try await Task.sleep(for: .milliseconds(200))
+                let (answer, waited) = try await timed {
+                    async let sent: Void = waiter.send(statement)
+                    let frames = try await waiter.readUntilReady(timeout: .seconds(20))
+                    try await sent
+                    return frames
+                }
+                #expect(answer.map(\.id) == ["E", "Z"], "\(answer)")
+                #expect(answer.firstError?.sqlState == "54000" && answer.firstError?.severity == "ERROR", "\(answer)")
+                #expect(waited >= .milliseconds(900) && waited < .seconds(10), "gave up at the timeout: \(waited)")
+                #expect(try await waiter.query("select 'waiter usable'").firstColumn == ["waiter usable"])
+                try await holder.send(Array(statement[Self.megabyte...]))
+                #expect(try await holder.readUntilReady(timeout: .seconds(30)).firstColumn == ["\(size - 17)"])
             }
         }
     }

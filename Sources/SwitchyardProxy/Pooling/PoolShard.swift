@@ -102,9 +102,9 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
     /// Classifies statement text, from the cache when it was seen before.
     func classify(_ sql: ByteBuffer) -> StatementClassification {
         // Lexing 300 MB would stall every client on this loop for a second: such a statement runs on the
-        // primary, and since nothing rules out session state in it, keeps the session on that server.
+        // primary and, unless the first-word check rules out session state in it, keeps the session there.
         guard sql.readableBytes <= Self.classificationLimit else {
-            return StatementClassification(route: .primary, statementCount: 1, pinsServerConnection: true)
+            return StatementClassification(route: .primary, statementCount: 1, pinsServerConnection: SessionEffect.mayBeginStatement(sql))
         }
         if let known = classifications[sql] { return known }
         let classification = sql.withUnsafeReadableBytes { classifier.classify($0) }

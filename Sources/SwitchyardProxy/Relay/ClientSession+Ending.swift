@@ -12,6 +12,7 @@ extension ClientSession {
         guard case ChannelEvent.inputClosed = event else { return context.fireUserInboundEventTriggered(event) }
         guard case .relaying = phase else { return close() }
         terminateReceived = true
+        clientInputClosed = true
         closeIfTerminated()
     }
 
@@ -31,9 +32,11 @@ extension ClientSession {
                 logger.info("client left while the server waits for its data (COPY FROM STDIN or a streamed message); closing")
             } else {
                 guard pending.isEmpty, deferred.isEmpty, waitID == nil, replayWait == nil, !closingIdleConnections,
-                      !watermarkProbe.holdsClientOutput, backend == nil || tracker.awaitedReadyForQuery == 0 else { return }
+                      !watermarkProbe.holdsClientOutput, backend == nil || tracker.awaitedReadyForQuery == 0,
+                      !inbound.isSkipping || clientInputClosed else { return }
             }
             flushVerbatim(wholeRead: nil)
+            if let pendingFatal { writeToClient { pendingFatal.encode(into: &$0) } }
             context.flush()
             close()
         }

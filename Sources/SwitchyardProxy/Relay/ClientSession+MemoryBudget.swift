@@ -5,33 +5,82 @@ import PostgresWire
 /// charged in full before its body is read; short of room, the session stops reading from its client
 /// (TCP pushes back) until a charge is given back; a message larger than the budget could ever hold
 /// is skipped unread and answered with 54000.
+/// Where a session's large message stands with the memory budget.
+enum BudgetWait {
+    case none
+    /// Reads stop until a charge is given back; `timer` gives up at `query_wait_timeout`.
+    case waiting(timer: Scheduled<Void>?)
+    /// Woken: the next admission asks the budget again, under the same timer.
+    case retrying(timer: Scheduled<Void>?)
+    /// `query_wait_timeout` passed without room: the message is refused.
+    case expired
+
+    mutating func end() {
+        switch self {
+        case .waiting(let timer), .retrying(let timer): timer?.cancel()
+        case .none, .expired: break
+        }
+        self = .none
+    }
+}
+
 extension ClientSession {
     /// ``ClientMessageStream``'s question about a message longer than its streaming threshold.
     func admit(_ id: UInt8, _ length: Int) -> ClientMessageStream.Admission {
         if mayStream(id) { return .stream }
-        // Already waiting (a read that was under way when reads stopped): the wake-up asks again.
-        if waitingForBudget { return .notYet }
         let budget = runtime.memoryBudget
+        let timer: Scheduled<Void>?
+        var retrying = false
+        switch budgetWait {
+        case .waiting:
+            // A read that was under way when reads stopped: the wake-up asks again.
+            return .notYet
+        case .expired:
+            budget.noteRefused()
+            return .refuse
+        case .retrying(let running):
+            timer = running
+            retrying = true
+        case .none:
+            timer = nil
+        }
         guard budget.couldEverHold(length) else {
+            budgetWait.end()
             budget.noteRefused()
             return .refuse
         }
         if let claim = budget.claim(length) {
+            budgetWait.end()
             inboundClaim = claim
             return .whole
         }
         logger.debug("waiting for room in max_buffered_bytes", metadata: ["message_bytes": "\(length)", "buffered_bytes": "\(budget.used)"])
-        waitingForBudget = true
-        let session = NIOLoopBound(self, eventLoop: context.eventLoop)
-        budget.waitForRoom(length, on: context.eventLoop) { session.value.budgetMayHaveRoom() }
+        budgetWait = .waiting(timer: timer ?? scheduleBudgetTimeout())
+        let session = NIOLoopBound(WeakSession(self), eventLoop: context.eventLoop)
+        budget.waitForRoom(length, on: context.eventLoop, counted: !retrying) { session.value.session?.budgetMayHaveRoom() }
         return .notYet
+    }
+
+    /// Waiting for room ends at `query_wait_timeout`, as waiting for a server does: room held by sessions
+    /// that themselves wait for a server this one holds would otherwise never come.
+    private func scheduleBudgetTimeout() -> Scheduled<Void>? {
+        guard let timeout = shard.configuration.queryWaitTimeout else { return nil }
+        return context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) { [self] in
+            guard case .waiting = budgetWait else { return }
+            budgetWait = .expired
+            askAgainAboutTheHeldMessage()
+        }
     }
 
     /// Some charge was given back: ask again about the message at the front, and read on if it is admitted.
     func budgetMayHaveRoom() {
-        guard waitingForBudget else { return }
-        waitingForBudget = false
-        guard case .relaying = phase else { return }
+        guard case .waiting(let timer) = budgetWait else { return }
+        budgetWait = .retrying(timer: timer)
+        askAgainAboutTheHeldMessage()
+    }
+
+    private func askAgainAboutTheHeldMessage() {
+        guard case .relaying = phase else { return budgetWait.end() }
         relayFromClient(ByteBuffer())
         backend?.flush()
         resumeHeldRead()
@@ -56,25 +105,33 @@ extension ClientSession {
     /// A message longer than the whole budget: its bytes are skipped as they arrive. Between statements
     /// the client gets an ERROR, as for any failed statement (an extended-protocol batch is then skipped
     /// up to its Sync, as Postgres does after an error); with answers owed or a transaction open the
-    /// relay cannot put the error in its place, so the session ends with it once the message's bytes are
-    /// read (Postgres itself ends the session on a message over its own limit).
+    /// relay cannot answer it as a failed statement (the server's transaction would not know), so the
+    /// session ends with it after the answers owed before it, as Postgres ends the session on a message
+    /// over its own limit.
     func refuseOversizedMessage(id: UInt8, length: Int) {
         let limit = runtime.memoryBudget.limit
-        logger.warning("refused a client message larger than max_buffered_bytes can hold", metadata: [
+        var timedOut = false
+        if case .expired = budgetWait { timedOut = true }
+        budgetWait = .none
+        logger.warning(timedOut ? "refused a client message: no room in max_buffered_bytes within query_wait_timeout"
+                                : "refused a client message larger than max_buffered_bytes can hold", metadata: [
             "message_type": "\(Character(Unicode.Scalar(id)))", "message_bytes": "\(length)", "max_buffered_bytes": "\(limit)",
-            "user": "\(identity?.user ?? "?")",
+            "buffered_bytes": "\(runtime.memoryBudget.used)", "user": "\(identity?.user ?? "?")",
         ])
         // Postgres would read it only to discard it: nothing to answer.
         if case .discardingUntilSync = batch { return }
         let betweenStatements = !serverOwesAnswers && localTransactionStatus == .idle && deferred.isEmpty
         let error = ErrorFields(
             severity: betweenStatements ? .error : .fatal, code: SQLState.programLimitExceeded,
-            message: "message of \(length) bytes exceeds what Switchyard may hold for it (max_buffered_bytes = \(limit))",
+            message: timedOut
+                ? "no room to hold a message of \(length) bytes within query_wait_timeout (max_buffered_bytes = \(limit) is in use)"
+                : "message of \(length) bytes exceeds what Switchyard may hold for it (max_buffered_bytes = \(limit))",
             hint: "Send less in one message (a COPY, or smaller batches), or raise max_buffered_bytes.")
         guard betweenStatements, case .relayed = batch else {
-            writeToClient { error.encode(into: &$0) }
-            closingAfterSkip = true
-            return
+            // As Postgres would: what came before runs and is answered, then the FATAL, then the close.
+            pendingFatal = error
+            terminateReceived = true
+            return closeIfTerminated()
         }
         if id == FrontendMessageID.query || id == FrontendMessageID.functionCall {
             writeToClient { error.encode(into: &$0); BackendMessage.readyForQuery(.idle, into: &$0) }
@@ -83,4 +140,10 @@ extension ClientSession {
             writeToClient { error.encode(into: &$0) }
         }
     }
+}
+
+/// The waiter a budget keeps must not keep a closed session alive until the next charge is given back.
+private struct WeakSession {
+    weak var session: ClientSession?
+    init(_ session: ClientSession) { self.session = session }
 }

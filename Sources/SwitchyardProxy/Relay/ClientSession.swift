@@ -100,13 +100,16 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var readHeld = false
     /// The memory budget's charge for the large message `inbound` is assembling, until it is complete.
     var inboundClaim: BudgetClaim?
-    /// Reads stop until the budget has room for the message at the front of `inbound`.
-    var waitingForBudget = false
+    /// Whether the message at the front of `inbound` waits for room in the memory budget.
+    var budgetWait = BudgetWait.none
     /// Charges for large messages collected in `verbatim`, given back once written to the server.
     var verbatimClaims: [BudgetClaim] = []
-    /// A FATAL went out for a refused message: the rest of it is read and dropped, then the session closes
-    /// (closing with it unread would reset the connection, and the client might never see the error).
-    var closingAfterSkip = false
+    /// The FATAL a refused message ends the session with, once the work sent before it is answered and
+    /// its own bytes are read (closing with them unread would reset the connection, and the client might
+    /// never see the error). ``closeIfTerminated()`` sends it.
+    var pendingFatal: ErrorFields?
+    /// The client closed its side: no more bytes will come.
+    var clientInputClosed = false
     /// The server whose PAUSE holds this client's next transaction (or its login), if any.
     private(set) var heldFor: String?
     /// For SHOW STATS and /metrics: when the query and transaction in flight started.
@@ -242,6 +245,11 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         }
         pendingClientBytes.removeAll()
         deferred.removeAll()
+        // Charges go now, not when the last reference to the session does.
+        pending.removeAll()
+        inboundClaim = nil
+        verbatimClaims.removeAll()
+        budgetWait.end()
         if let cancelKey { runtime.cancelRegistry.unregister(cancelKey) }
         shard.sessionClosed(self)
         if wasRelaying { logger.debug("client disconnected") }
@@ -422,7 +430,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         do {
             try inbound.process(buffer, admit: admit) { event in
                 // Postgres reads nothing after Terminate.
-                guard case .relaying = phase, !terminateReceived, !closingAfterSkip else { return }
+                guard case .relaying = phase, !terminateReceived else { return }
                 switch event {
                 case .message(let message):
                     clientMessageReceived(message, claim: takeInboundClaim(for: message))
@@ -442,7 +450,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         } catch {
             fail(ErrorFields(severity: .fatal, code: SQLState.protocolViolation, message: "invalid message from client: \(error)"))
         }
-        if closingAfterSkip, !inbound.isSkipping { close() }
+        if pendingFatal != nil { closeIfTerminated() }
     }
 
     /// Whether a large message of type `id` may be streamed to the attached server unread:
@@ -565,7 +573,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func forward(_ request: inout ClientRequest, to backend: BackendConnection) {
         let message = request.message
-        if let claim = request.claim { verbatimClaims.append(claim) }
         tracker.clientSent(message.id)
         noteRequestStarted()
         let transactionMode = runtime.poolMode == .transaction
@@ -587,12 +594,13 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             statementClasses[target.name] = nil
         }
         if unit.hold.isHolding { unit.sent.append(message) }
-        guard transactionMode else { return sendVerbatim(message, to: backend) }
+        guard transactionMode else { return sendVerbatim(message, to: backend, claim: request.claim) }
         if !unit.mayHaveWritten, unit.role == .primary, readFloor.tracksWrites { noteWhetherItMayWrite(&request) }
         let forwarding = statementMap.clientSent(message, server: &backend.statements, allocator: context.channel.allocator)
         sendSynthesized(forwarding.madeUpAnswers)
         if let composed = forwarding.composed { send(composed, to: backend) }
-        if forwarding.forwardsMessage { sendVerbatim(message, to: backend) }
+        // Rewritten instead (a named Parse), the message goes with its request; the copy is charged apart.
+        if forwarding.forwardsMessage { sendVerbatim(message, to: backend, claim: request.claim) }
     }
 
     /// Starts the clocks of a query (and transaction) when the server had nothing in flight.
@@ -603,11 +611,12 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         if transactionStartedAt == nil { transactionStartedAt = now }
     }
 
-    func sendVerbatim(_ message: WireMessage, to backend: BackendConnection) {
+    func sendVerbatim(_ message: WireMessage, to backend: BackendConnection, claim: BudgetClaim? = nil) {
         if verbatimTarget !== backend { flushVerbatim(wholeRead: nil) }
         verbatimTarget = backend
         verbatim.append(message.bytes)
         verbatimBytes += message.bytes.readableBytes
+        if let claim { verbatimClaims.append(claim) }
     }
 
     /// Writes what `sendVerbatim` collected, as the read's own buffer when that is all of it.
@@ -818,8 +827,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     // MARK: Relay: server to client
 
     func backendReceived(_ buffer: ByteBuffer) {
-        // After Switchyard's own FATAL the client gets nothing more, as from Postgres.
-        guard !closingAfterSkip else { return }
         pool?.traffic.bytesSent += buffer.readableBytes
         var buffer = buffer
         var forwardedUpTo = 0
@@ -1074,7 +1081,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         // Until ReadyForQuery the client has no business sending anything: don't buffer what it does.
         if case .loggingIn = phase { return true }
         guard case .relaying = phase else { return false }
-        if waitingForBudget { return true }
+        if case .waiting = budgetWait { return true }
         if waitID != nil || !pending.isEmpty || !deferred.isEmpty { return true }
         if let backend { return !backend.isWritable }
         return false

@@ -77,8 +77,9 @@ final class MemoryBudget: Sendable {
 
     /// Calls `retry` on `eventLoop` once some claim is released (or at once, if one was released since
     /// the failed claim). `retry` claims again and, if still short, waits again.
-    func waitForRoom(_ bytes: Int, on eventLoop: any EventLoop, retry: @escaping @Sendable () -> Void) {
-        waits.add(1, ordering: .relaxed)
+    /// `counted` is false when the same message waits again after a wake-up that found too little room.
+    func waitForRoom(_ bytes: Int, on eventLoop: any EventLoop, counted: Bool = true, retry: @escaping @Sendable () -> Void) {
+        if counted { waits.add(1, ordering: .relaxed) }
         waiters.withLock { $0.append(Waiter(eventLoop: eventLoop, retry: retry)) }
         // A release between the failed claim and the append above found no waiter to wake.
         if used + bytes <= limit { wakeWaiters() }

@@ -62,7 +62,11 @@ struct StatementMap {
         var out = Forwarding()
         scratchWritten = false
         route(message, server: &server, allocator: allocator, into: &out)
-        if scratchWritten { out.composed = scratch }
+        if scratchWritten {
+            out.composed = scratch
+            // A large one (a re-Parse of a big statement) lives only as long as its write.
+            if scratch.capacity > Self.scratchLimit { scratch = ByteBuffer() }
+        }
         return out
     }
 
