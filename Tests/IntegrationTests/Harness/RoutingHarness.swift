@@ -61,6 +61,8 @@ final class RoutingProxy: Sendable {
     let directory: String
     let configurationText: String
     private let process: Process
+    /// The switchyard process, for its descriptor count and memory.
+    var processID: Int32 { process.processIdentifier }
 
     private init(process: Process, port: Int, directory: String, configurationText: String) {
         (self.process, self.port, self.directory, self.configurationText) = (process, port, directory, configurationText)
