@@ -83,6 +83,31 @@ extension IntegrationTests {
             }
         }
 
+        /// pool_size=1: while A holds the only server connection in a transaction, B still logs in at once,
+        /// told what the same login was told before (pgbench -C blocks a thread in connect, so a login that
+        /// waits for the server a transaction of that thread holds can deadlock, broken only by
+        /// query_wait_timeout). B's first query then waits for the server; once A commits it runs, and what B
+        /// was told matches SHOW on the server it uses.
+        @Test func aLoginDoesNotWaitForAServerConnectionAllInUse() async throws {
+            try await withProxy(["pool_size": "1", "worker_threads": "1", "query_wait_timeout": "10"]) { proxy in
+                let earlier = try await RawClient.login(port: proxy.port, user: "app")
+                earlier.close()
+                let a = try await RawClient.login(port: proxy.port, user: "app")
+                defer { a.close() }
+                #expect(try await a.query("begin; select 1").last?.description == "Z(T)")
+
+                let (b, loginTook) = try await timed { try await RawClient.login(port: proxy.port, user: "app") }
+                defer { b.close() }
+                #expect(loginTook < .seconds(5), "the login waited \(loginTook) for the server A holds")
+                #expect(b.parameters["DateStyle"] == earlier.parameters["DateStyle"] && b.parameters["server_version"] != nil, "\(b.parameters)")
+                try await b.send(Wire.query("show DateStyle; show TimeZone; show application_name"))
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(try await a.query("commit").commandTags == ["COMMIT"])
+                let shown = try await b.readUntilReady(timeout: .seconds(10))
+                #expect(shown.firstColumn == [b.parameters["DateStyle"], b.parameters["TimeZone"], b.parameters["application_name"]], "\(shown) vs \(b.parameters)")
+            }
+        }
+
         /// A client that sends its last statements and Terminate together still gets them run: Postgres
         /// runs every Query that came before Terminate. In transaction mode the insert waits for the one
         /// server (another client holds it in a transaction); in session mode it waits behind a query in

@@ -54,6 +54,10 @@ final class ConnectionPool {
     private var idleSweep: RepeatedTask?
     /// Removed or changed by RELOAD: connections close as they come back instead of being reused.
     private var isRetired = false
+    /// What logins with these start-up parameters were told (ParameterStatus names and values, in order),
+    /// so a transaction-mode login need not wait for a server connection when all are in use.
+    private var logins: [String: [(name: String, value: String)]] = [:]
+    private static let loginCacheLimit = 64
     /// What this pool's clients did (SHOW STATS, /metrics), and how much of it /metrics has seen.
     var traffic = PoolTraffic()
     private var publishedTraffic = PoolTraffic()
@@ -74,9 +78,26 @@ final class ConnectionPool {
     }
 
     var idleCount: Int { machine.idleCount }
+    /// A lease now would queue behind every connection in use: none idle and no room to open one.
+    var isExhausted: Bool { machine.idleCount == 0 && machine.leasedCount + machine.connectingCount >= machine.maximumConnections }
     var leasedCount: Int { machine.leasedCount }
     var waiterCount: Int { machine.waiterCount }
     var connectingCount: Int { machine.connectingCount }
+
+    /// Records what a login with `startup` parameters was told by a server of this pool.
+    func rememberLogin(startup: [(String, String)], parameters: [(name: String, value: String)]) {
+        if logins.count >= Self.loginCacheLimit { logins.removeAll(keepingCapacity: true) }
+        logins[Self.loginKey(startup)] = parameters
+    }
+
+    /// What the last login with `startup` parameters was told, if one was.
+    func rememberedLogin(startup: [(String, String)]) -> [(name: String, value: String)]? {
+        logins[Self.loginKey(startup)]
+    }
+
+    private static func loginKey(_ startup: [(String, String)]) -> String {
+        startup.map { "\($0.0)\u{0}\($0.1)" }.joined(separator: "\u{0}\u{0}")
+    }
 
     /// How long the longest-waiting client has waited.
     func longestWait(now: NIODeadline) -> TimeAmount {

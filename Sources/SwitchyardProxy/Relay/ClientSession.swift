@@ -358,7 +358,16 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         readFloor.level = shard.configuration.users[identity.user]?.readConsistency ?? shard.configuration.routing.readConsistency
         databaseWatermark = runtime.databaseWatermarks.watermark(for: identity.database)
         clientParameters = runtime.parameterSync.startupValues(identity.startup.parameters)
-        lease(from: shard.pool(for: identity, server: shard.topology.primary))
+        let pool = shard.pool(for: identity, server: shard.topology.primary)
+        // Every connection is in use: a login waiting for one could wait on the very transactions it
+        // holds up (pgbench -C blocks a whole thread in connect). Transaction mode tells the client what
+        // the last same login was told; its first transaction's server is set to match (ParameterSync).
+        if runtime.poolMode == .transaction, pool.isExhausted, !shard.isPaused(pool.server.name),
+           let parameters = pool.rememberedLogin(startup: identity.startup.parameters) {
+            self.pool = pool
+            return finishLogin(parameters: parameters, connection: nil)
+        }
+        lease(from: pool)
     }
 
     /// Leases a server from `pool`, unless PAUSE holds new work for it.
@@ -387,9 +396,16 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     func finishLogin(with connection: BackendConnection) {
+        let parameters = connection.parameters.map { name, _ in (name: name, value: connection.parameterValues[name.lowercased()] ?? "") }
+        if runtime.poolMode == .transaction, let identity { pool?.rememberLogin(startup: identity.startup.parameters, parameters: parameters) }
+        finishLogin(parameters: parameters, connection: connection)
+    }
+
+    /// Ends the login with what the server said (`connection`), or with what an earlier same login was
+    /// told when no server connection was free (transaction mode only: the key is virtual anyway).
+    func finishLogin(parameters: [(name: String, value: String)], connection: BackendConnection?) {
         var buffer = context.channel.allocator.buffer(capacity: 512)
-        for (name, _) in connection.parameters {
-            let value = connection.parameterValues[name.lowercased()] ?? ""
+        for (name, value) in parameters {
             BackendMessage.parameterStatus(name: name, value: value, into: &buffer)
             if runtime.parameterSync.isTracked(name) { clientParameters[name.lowercased()] = value }
         }
@@ -397,7 +413,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         clientParameters = shard.shared(clientParameters)
         let secret = Int32.random(in: .min ... .max)
         // Session mode shows the real backend PID, which operators look up in pg_stat_activity.
-        let pid = runtime.poolMode == .session ? connection.cancelKey.processID : runtime.cancelRegistry.nextVirtualProcessID()
+        let pid = runtime.poolMode == .session ? connection?.cancelKey.processID ?? 0 : runtime.cancelRegistry.nextVirtualProcessID()
         let key = CancelRequest(processID: pid, secretKey: secret)
         cancelKey = key
         runtime.cancelRegistry.register(key, session: self, eventLoop: context.eventLoop)
@@ -406,7 +422,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         loginTimer?.cancel()
         loginTimer = nil
         phase = .relaying
-        if runtime.poolMode == .transaction {
+        if runtime.poolMode == .transaction, let connection {
             backend = nil
             pool!.release(connection, resetQuery: nil)
         }
