@@ -89,7 +89,10 @@ extension IntegrationTests {
 
                 let flooder = try await RawClient.connect(port: proxy.port)
                 defer { flooder.close() }
-                try await flooder.send(Wire.startup(user: "app_trust", database: "app"))
+                // Start-up parameters no earlier login had: the login must wait for the server (a login like an
+                // earlier one completes at once when all are in use, and its messages are then held within
+                // max_buffered_bytes: MemoryBudgetTests).
+                try await flooder.send(Wire.startup([("user", "app_trust"), ("database", "app"), ("application_name", "flooder")]))
                 let authOK = try await flooder.readMessage()
                 #expect(authOK?.id == "R", "trust: AuthenticationOk, then the proxy waits for a backend")
                 let (_, growth) = try await ProcessMemory.measurePeakGrowth {
