@@ -11,8 +11,6 @@ HALF_OPEN="${HALF_OPEN:-5000}"
 [[ "$HALF_OPEN" =~ ^[1-9][0-9]*$ ]] || die "HALF_OPEN must be a positive integer (got '$HALF_OPEN')"
 HALF_LINES=()
 
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-
 # half_open_run LABEL PORT PID: pgbench alone, then beside HALF_OPEN idle connections.
 half_open_run() {
   local label="$1" port="$2" pid="$3" opener rss_before rss_open

@@ -119,6 +119,9 @@ alive() {
   kill -0 "$1" 2>/dev/null && [ "$(sed -E 's/.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null)" != Z ]
 }
 
+# The resident memory of process PID in KB (0 once it is gone).
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
 # TERM, up to 10 s to drain, then KILL. Only for children of this shell.
 stop_child() {
   local pid="$1"

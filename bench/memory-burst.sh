@@ -21,8 +21,6 @@ for v in BURST_CLIENTS BURST_MB BURST_SETTLE; do
 done
 BURST_LINES=()
 
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-
 # burst_run LABEL BINARY: one instance, one burst, lines appended to BURST_LINES.
 burst_run() {
   local label="$1" binary="$2" pid before peak after sampler pgb_raw i rc=0 lat_avg lat_max errors xacts started

@@ -38,7 +38,7 @@ soak_section() {
   : >"$samples"
   t=0
   while alive "$PGBENCH_PID"; do
-    printf '%d %s %s\n' "$t" "$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")" "$(ls "/proc/$pid/fd" | wc -l)" >>"$samples"
+    printf '%d %s %s\n' "$t" "$(rss_kb "$pid")" "$(ls "/proc/$pid/fd" | wc -l)" >>"$samples"
     sleep "$SOAK_SAMPLE"
     t=$((t + SOAK_SAMPLE))
   done

@@ -1,10 +1,6 @@
 import NIOCore
 import PostgresWire
 
-/// Large client messages and the process-wide ``MemoryBudget``: a message the relay must hold whole is
-/// charged in full before its body is read; short of room, the session stops reading from its client
-/// (TCP pushes back) until a charge is given back; a message larger than the budget could ever hold
-/// is skipped unread and answered with 54000.
 /// Where a session's large message stands with the memory budget.
 enum BudgetWait {
     case none
@@ -24,6 +20,10 @@ enum BudgetWait {
     }
 }
 
+/// Large client messages and the process-wide ``MemoryBudget``: a message the relay must hold whole is
+/// charged in full before its body is read; short of room, the session stops reading from its client
+/// (TCP pushes back) until a charge is given back; a message larger than the budget could ever hold
+/// is skipped unread and answered with 54000.
 extension ClientSession {
     /// ``ClientMessageStream``'s question about a message longer than its streaming threshold.
     func admit(_ id: UInt8, _ length: Int) -> ClientMessageStream.Admission {
@@ -112,7 +112,7 @@ extension ClientSession {
         let limit = runtime.memoryBudget.limit
         var timedOut = false
         if case .expired = budgetWait { timedOut = true }
-        budgetWait = .none
+        budgetWait.end()
         logger.warning(timedOut ? "refused a client message: no room in max_buffered_bytes within query_wait_timeout"
                                 : "refused a client message larger than max_buffered_bytes can hold", metadata: [
             "message_type": "\(Character(Unicode.Scalar(id)))", "message_bytes": "\(length)", "max_buffered_bytes": "\(limit)",
