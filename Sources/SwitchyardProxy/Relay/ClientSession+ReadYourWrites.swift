@@ -139,11 +139,9 @@ extension ClientSession {
         let failuresBefore = watermarkProbe.awaiting?.failuresBefore ?? 0
         let outcome = try watermarkProbe.bytesRead(buffer) { noteParameterStatus($0, clientSeesIt: false) }
         guard case .finished(let position, let problem, let rest) = outcome else { return nil }
-        guard unit.startedBehindProbe || rest.readableBytes == 0 else {
-            // Nothing else was sent after the probe: a server that says more is not speaking the protocol.
-            backendProtocolViolation(ResponseSplitError())
-            return nil
-        }
+        // Nothing else was sent after the probe, so more bytes are the server's own: the FATAL of a shutdown
+        // (`pg_ctl -m immediate` sends it right behind the answer), a notice. The client's work is done.
+        let serverSpokeUnasked = !unit.startedBehindProbe && rest.readableBytes > 0
         if let position {
             readFloor.wrote(at: position)
             databaseWatermark?.advance(to: position, failuresBeforeProbe: failuresBefore)
@@ -160,7 +158,23 @@ extension ClientSession {
         }
         guard let backend else { return nil }
         deferAllPending()
-        unitEnded(on: backend)
+        guard serverSpokeUnasked else {
+            unitEnded(on: backend)
+            return nil
+        }
+        if pin.isPinned {
+            // The client owns this connection (LISTEN, temporary tables): it is told, as if connected directly.
+            unitEnded(on: backend)
+            return rest
+        }
+        // Between transactions: not the client's business, but the connection is not reused.
+        logger.notice("server sent a message of its own after the write position's answer; its connection is closed, not reused",
+                      metadata: ["server": "\(backend.server.name)"])
+        self.backend = nil
+        pool?.discard(backend)
+        unit = UnitOfWork()
+        replayDeferred()
+        resumeHeldRead()
         return nil
     }
 
@@ -182,6 +196,9 @@ extension ClientSession {
         unit = UnitOfWork()
         deferAllPending()
         replayDeferred()
+        // With nothing deferred, replayDeferred() does not look at the held read: a read held while the
+        // answer was owed would stay held for good.
+        resumeHeldRead()
     }
 
     /// The client was told its write committed, but not where. At `database` level its commit was held

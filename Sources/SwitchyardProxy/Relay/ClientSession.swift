@@ -965,6 +965,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             && !unit.hold.hasUnjudgedBytes
         unit = UnitOfWork()
         tracker = TransactionTracker()
+        // A SET still owed by the abandoned server is not owed by the next one (it gets its own).
+        parameterSyncAnswer = ParameterSyncAnswer()
         statementMap.serverAbandoned()
         backendScanner = MessageBoundaryScanner(maximumLength: Int(Int32.max))
         backendScanner.capturedIDs = ClientSession.capturedBackendIDs
@@ -1006,9 +1008,10 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             }
             replayDeferred()
             if runtime.isDraining, self.backend == nil || runtime.poolMode == .session || pin.isPinned, pending.isEmpty, deferred.isEmpty {
-                fail(.switchyardShuttingDown)
+                return fail(.switchyardShuttingDown)
             }
-            return
+            // A read held while the server was attached (not writable, say) is not held by an idle session.
+            return resumeHeldRead()
         }
         replayDeferred()
         armIdleTransactionTimer()
