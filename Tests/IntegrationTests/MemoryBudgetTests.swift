@@ -114,5 +114,43 @@ extension IntegrationTests {
                 #expect(try await holder.readUntilReady(timeout: .seconds(30)).firstColumn == ["\(size - 17)"])
             }
         }
+
+        /// Copies of large named statements (kept so any server can be given them) may take at most half the
+        /// budget: past it, a named Parse over 64 KiB gets 54000 and the session goes on; DEALLOCATE (Close)
+        /// makes room again, and every statement kept still runs.
+        @Test func statementCopiesTakeAtMostHalfTheBudget() async throws {
+            let metricsPort = try routingFreePort()
+            try await withRoutingProxy(["max_buffered_bytes": "\(Self.megabyte)", "metrics_port": "\(metricsPort)"]) { proxy in
+                let client = try await RawClient.login(port: proxy.port, user: "app", database: "app")
+                defer { client.close() }
+                let size = 300 << 10
+                func parse(_ name: String, filler: Character) -> [UInt8] {
+                    let sql = "select length('" + String(repeating: filler, count: size) + "')"
+                    return Wire.message("P", Wire.cString(name) + Wire.cString(sql) + [0, 0]) + Wire.message("S")
+                }
+                func run(_ name: String) -> [UInt8] {
+                    Wire.message("B", Wire.cString("") + Wire.cString(name) + [0, 0, 0, 0, 0, 0])
+                        + Wire.message("E", Wire.cString("") + Wire.int32(0)) + Wire.message("S")
+                }
+                try await client.send(parse("big1", filler: "x"))
+                #expect(try await client.readUntilReady(timeout: .seconds(30)).map(\.id) == ["1", "Z"])
+                // 600 KiB of copies would pass half of 1 MiB.
+                try await client.send(parse("big2", filler: "y"))
+                let refused = try await client.readUntilReady(timeout: .seconds(30))
+                #expect(refused.map(\.id) == ["E", "Z"], "\(refused)")
+                #expect(refused.firstError?.sqlState == "54000" && refused.firstError?.severity == "ERROR", "\(refused)")
+                try await client.send(run("big1"))
+                #expect(try await client.readUntilReady(timeout: .seconds(30)).firstColumn == ["\(size)"])
+                let samples = try await scrape(metricsPort)
+                #expect((samples["switchyard_buffered_bytes_retained"] ?? 0) >= Double(size), "\(samples.filter { $0.key.contains("buffer") })")
+
+                try await client.send(Wire.message("C", [UInt8(ascii: "S")] + Wire.cString("big1")) + Wire.message("S"))
+                #expect(try await client.readUntilReady(timeout: .seconds(30)).map(\.id) == ["3", "Z"])
+                try await client.send(parse("big2", filler: "y"))
+                #expect(try await client.readUntilReady(timeout: .seconds(30)).map(\.id) == ["1", "Z"], "room again after the Close")
+                try await client.send(run("big2"))
+                #expect(try await client.readUntilReady(timeout: .seconds(30)).firstColumn == ["\(size)"])
+            }
+        }
     }
 }

@@ -102,12 +102,8 @@ extension ClientSession {
         return promise
     }
 
-    /// A message longer than the whole budget: its bytes are skipped as they arrive. Between statements
-    /// the client gets an ERROR, as for any failed statement (an extended-protocol batch is then skipped
-    /// up to its Sync, as Postgres does after an error); with answers owed or a transaction open the
-    /// relay cannot answer it as a failed statement (the server's transaction would not know), so the
-    /// session ends with it after the answers owed before it, as Postgres ends the session on a message
-    /// over its own limit.
+    /// A message longer than the whole budget, or that found no room in time: its bytes are skipped as
+    /// they arrive, and it is answered as ``refuse(id:_:_:hint:)`` says.
     func refuseOversizedMessage(id: UInt8, length: Int) {
         let limit = runtime.memoryBudget.limit
         var timedOut = false
@@ -118,15 +114,44 @@ extension ClientSession {
             "message_type": "\(Character(Unicode.Scalar(id)))", "message_bytes": "\(length)", "max_buffered_bytes": "\(limit)",
             "buffered_bytes": "\(runtime.memoryBudget.used)", "user": "\(identity?.user ?? "?")",
         ])
+        refuse(id: id, SQLState.programLimitExceeded,
+               timedOut ? "no room to hold a message of \(length) bytes within query_wait_timeout (max_buffered_bytes = \(limit) is in use)"
+                        : "message of \(length) bytes exceeds what Switchyard may hold for it (max_buffered_bytes = \(limit))",
+               hint: "Send less in one message (a COPY, or smaller batches), or raise max_buffered_bytes.")
+    }
+
+    /// A named Parse over ``PreparedStatement/chargedSize`` whose copy (kept to prepare it again on other
+    /// servers, for as long as the client keeps the statement) would take the copies kept past half of
+    /// `max_buffered_bytes`: refused rather than kept, so copies never crowd out the messages passing through.
+    /// Returns whether it was refused.
+    func refusesStatementCopy(_ message: WireMessage) -> Bool {
+        guard message.id == FrontendMessageID.parse, runtime.poolMode == .transaction,
+              message.bytes.readableBytes > PreparedStatement.chargedSize, let parse = ParseMessage(message), !parse.statement.isEmpty,
+              parse.definition.readableBytes > PreparedStatement.chargedSize else { return false }
+        let budget = runtime.memoryBudget
+        let size = parse.definition.readableBytes
+        guard !budget.mayRetain(size) else { return false }
+        budget.noteRefused()
+        logger.warning("refused a prepared statement: copies of large prepared statements would pass half of max_buffered_bytes", metadata: [
+            "statement_bytes": "\(size)", "retained_bytes": "\(budget.retained)", "max_buffered_bytes": "\(budget.limit)",
+            "user": "\(identity?.user ?? "?")",
+        ])
+        refuse(id: message.id, SQLState.programLimitExceeded,
+               "prepared statement of \(size) bytes: the copies Switchyard keeps of large prepared statements would pass half of max_buffered_bytes (\(budget.limit))",
+               hint: "Deallocate prepared statements no longer used, use the unnamed statement for one-off batches, or raise max_buffered_bytes.")
+        return true
+    }
+
+    /// Answers a message the relay will not take. Between statements the client gets an ERROR, as for any
+    /// failed statement (an extended-protocol batch is then skipped up to its Sync, as Postgres does after an
+    /// error); with answers owed or a transaction open the relay cannot answer it as a failed statement (the
+    /// server's transaction would not know), so the session ends with it after the answers owed before it,
+    /// as Postgres ends the session on a message over its own limit.
+    private func refuse(id: UInt8, _ code: String, _ message: String, hint: String) {
         // Postgres would read it only to discard it: nothing to answer.
         if case .discardingUntilSync = batch { return }
         let betweenStatements = !serverOwesAnswers && localTransactionStatus == .idle && deferred.isEmpty
-        let error = ErrorFields(
-            severity: betweenStatements ? .error : .fatal, code: SQLState.programLimitExceeded,
-            message: timedOut
-                ? "no room to hold a message of \(length) bytes within query_wait_timeout (max_buffered_bytes = \(limit) is in use)"
-                : "message of \(length) bytes exceeds what Switchyard may hold for it (max_buffered_bytes = \(limit))",
-            hint: "Send less in one message (a COPY, or smaller batches), or raise max_buffered_bytes.")
+        let error = ErrorFields(severity: betweenStatements ? .error : .fatal, code: code, message: message, hint: hint)
         guard betweenStatements, case .relayed = batch else {
             // As Postgres would: what came before runs and is answered, then the FATAL, then the close.
             pendingFatal = error

@@ -505,6 +505,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             return true
         }
         if case .local = batch, answerLocallyInBatch(message) { return true }
+        if refusesStatementCopy(message) { return true }
         switch answerIfLocal(&request) {
         case .answered: return true
         case .deferred:

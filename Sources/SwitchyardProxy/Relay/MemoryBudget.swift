@@ -53,6 +53,10 @@ final class MemoryBudget: Sendable {
     /// Whether `bytes` could be held once every passing hold is given back. If not, waiting would be for ever.
     func couldEverHold(_ bytes: Int) -> Bool { bytes <= limit - retained }
 
+    /// Whether a copy of `bytes` may be kept as retained: retained copies stay within half the limit, so
+    /// they never crowd out the messages passing through (which may then be up to half the limit long).
+    func mayRetain(_ bytes: Int) -> Bool { retained + bytes <= limit / 2 }
+
     /// Charges `bytes` if they fit now; nil when they don't (then `waitForRoom`).
     func claim(_ bytes: Int) -> BudgetClaim? {
         var current = usedBytes.load(ordering: .relaxed)

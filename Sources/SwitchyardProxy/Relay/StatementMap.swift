@@ -38,6 +38,8 @@ struct StatementMap {
     /// The client's last Parse of the unnamed statement, in storage of its own (not a slice pinning
     /// a receive buffer). Empty when there is none: a simple Query destroys it.
     private var unnamedParse = ByteBuffer()
+    /// The charge for a large `unnamedParse`, kept as long as the copy is.
+    private var unnamedClaim: BudgetClaim?
     /// The unnamed statement was parsed on the attached server since it was attached.
     private var unnamedParsedOnServer = false
     private var sequencer = ResponseSequencer()
@@ -221,6 +223,7 @@ struct StatementMap {
 
     private mutating func forgetUnnamedStatement() {
         if unnamedParse.capacity > Self.keptCapacity { unnamedParse = ByteBuffer() } else if unnamedParse.readableBytes > 0 { unnamedParse.clear() }
+        unnamedClaim = nil
         unnamedParsedOnServer = false
     }
 
@@ -231,11 +234,18 @@ struct StatementMap {
     /// Storage beyond this is given back when the copy shrinks or goes.
     private static let keptCapacity = 64 << 10
 
+    /// A copy over ``PreparedStatement/chargedSize`` is charged as retained, and not kept (as if over the
+    /// limit) when the budget's retained copies have no room for it.
     private mutating func keepUnnamedParse(_ bytes: ByteBuffer) {
-        if bytes.readableBytes > Self.unnamedCopyLimit || unnamedParse.capacity > max(2 * bytes.readableBytes, Self.keptCapacity) {
+        unnamedClaim = nil
+        let size = bytes.readableBytes
+        let charged = size > PreparedStatement.chargedSize
+        let kept = size <= Self.unnamedCopyLimit && (!charged || budget?.mayRetain(size) != false)
+        if !kept || unnamedParse.capacity > max(2 * size, Self.keptCapacity) {
             unnamedParse = ByteBuffer()
         }
-        guard bytes.readableBytes <= Self.unnamedCopyLimit else { return }
+        guard kept else { return }
+        if charged { unnamedClaim = budget?.claimRetained(size) }
         unnamedParse.clear()
         unnamedParse.writeImmutableBuffer(bytes)
     }

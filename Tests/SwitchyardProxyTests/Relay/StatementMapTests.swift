@@ -287,6 +287,27 @@ import Testing
         #expect(budget.used == 0 && budget.retained == 0)
     }
 
+    @Test func aLargeUnnamedCopyIsChargedWhileKeptAndNotKeptPastHalfTheBudget() throws {
+        let budget = MemoryBudget(limit: 1 << 20)
+        var map = StatementMap()
+        map.budget = budget
+        var server = ServerStatements()
+        let text = "select 3 /* " + String(repeating: "x", count: 200_000) + " */"
+        _ = map.clientSent(parse("", text), server: &server, allocator: allocator)
+        let copied = budget.retained
+        #expect(copied > 200_000 && budget.used == copied, "charged while kept")
+        // A Query destroys the unnamed statement: the charge goes with the copy.
+        _ = map.clientSent(query("select 1"), server: &server, allocator: allocator)
+        #expect(budget.used == 0)
+
+        // With the budget's retained half taken, the copy is not kept: another server gets Postgres' 26000.
+        let others = budget.claimRetained((1 << 19) - 100_000)
+        _ = map.clientSent(parse("", text), server: &server, allocator: allocator)
+        #expect(budget.retained == others.bytes, "not charged, not kept")
+        map.serverAttached()
+        #expect(try lines(map.clientSent(bind(""), server: &server, allocator: allocator)) == ["C "], "no copy to parse it again")
+    }
+
     @Test func aStreamedQueryDestroysTheUnnamedStatementToo() throws {
         var map = StatementMap()
         var server = ServerStatements()

@@ -100,18 +100,6 @@ import Testing
         bytes.withUnsafeBytes { Self.classifier.classify($0) }
     }
 
-    /// A fixed-seed generator, so any failure reproduces.
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test func arbitraryBytesNeverCrash() {
         var rng = SplitMix64(state: 42)
         let alphabet = Array("selct fromwhere()'\"$;:-/*\\eExXuU&1_.,\n".utf8)
