@@ -11,8 +11,7 @@ extension ClientSession {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard case ChannelEvent.inputClosed = event else { return context.fireUserInboundEventTriggered(event) }
         guard case .relaying = phase else { return close() }
-        terminateReceived = true
-        clientInputClosed = true
+        ending.inputClosed()
         closeIfTerminated()
     }
 
@@ -25,18 +24,20 @@ extension ClientSession {
     /// Checked on the next tick, never inside the caller: closing runs channelInactive at once, and
     /// the callers (unit ends, refusals, leases) go on touching the session afterwards.
     func closeIfTerminated() {
-        guard terminateReceived else { return }
+        guard !ending.isOpen else { return }
         context.eventLoop.assumeIsolated().execute { [self] in
             guard case .relaying = phase else { return }
-            if copyInProgress || inbound.isStreaming {
+            let facts = SessionEnding.Facts(
+                serverWaitsForClient: copyInProgress || inbound.isStreaming,
+                answersOwed: !pending.isEmpty || !deferred.isEmpty || waitID != nil || replayWait != nil || closingIdleConnections
+                    || watermarkProbe.holdsClientOutput || (backend != nil && tracker.awaitedReadyForQuery > 0),
+                skippingRefusedBytes: inbound.isSkipping)
+            guard case .close(let fatal, let abandoningWork) = ending.decide(facts) else { return }
+            if abandoningWork {
                 logger.info("client left while the server waits for its data (COPY FROM STDIN or a streamed message); closing")
-            } else {
-                guard pending.isEmpty, deferred.isEmpty, waitID == nil, replayWait == nil, !closingIdleConnections,
-                      !watermarkProbe.holdsClientOutput, backend == nil || tracker.awaitedReadyForQuery == 0,
-                      !inbound.isSkipping || clientInputClosed else { return }
             }
             flushVerbatim(wholeRead: nil)
-            if let pendingFatal { writeToClient { pendingFatal.encode(into: &$0) } }
+            if let fatal { writeToClient { fatal.encode(into: &$0) } }
             context.flush()
             close()
         }

@@ -154,8 +154,7 @@ extension ClientSession {
         let error = ErrorFields(severity: betweenStatements ? .error : .fatal, code: code, message: message, hint: hint)
         guard betweenStatements, case .relayed = batch else {
             // As Postgres would: what came before runs and is answered, then the FATAL, then the close.
-            pendingFatal = error
-            terminateReceived = true
+            ending.endedWith(error)
             return closeIfTerminated()
         }
         if id == FrontendMessageID.query || id == FrontendMessageID.functionCall {

@@ -52,8 +52,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var deferred: Deque<ClientRequest> = []
     /// Set while `deferred` replays, so a replay that ends a unit at once does not recurse.
     var isReplayingDeferred = false
-    /// The client sent Terminate; it is closed once what it sent before is answered (``closeIfTerminated()``).
-    var terminateReceived = false
+    /// Terminate, end of input or a refusal's FATAL: the client is closed once what it sent before is
+    /// answered (``closeIfTerminated()``).
+    var ending = SessionEnding()
     /// The server sent CopyInResponse and waits for the client's COPY data (until ReadyForQuery).
     var copyInProgress = false
     var inbound: ClientMessageStream
@@ -104,12 +105,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var budgetWait = BudgetWait.none
     /// Charges for large messages collected in `verbatim`, given back once written to the server.
     var verbatimClaims: [BudgetClaim] = []
-    /// The FATAL a refused message ends the session with, once the work sent before it is answered and
-    /// its own bytes are read (closing with them unread would reset the connection, and the client might
-    /// never see the error). ``closeIfTerminated()`` sends it.
-    var pendingFatal: ErrorFields?
-    /// The client closed its side: no more bytes will come.
-    var clientInputClosed = false
     /// The server whose PAUSE holds this client's next transaction (or its login), if any.
     private(set) var heldFor: String?
     /// For SHOW STATS and /metrics: when the query and transaction in flight started.
@@ -446,7 +441,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         do {
             try inbound.process(buffer, admit: admit) { event in
                 // Postgres reads nothing after Terminate.
-                guard case .relaying = phase, !terminateReceived else { return }
+                guard case .relaying = phase, ending.isOpen else { return }
                 switch event {
                 case .message(let message):
                     clientMessageReceived(message, claim: takeInboundClaim(for: message))
@@ -466,7 +461,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         } catch {
             fail(ErrorFields(severity: .fatal, code: SQLState.protocolViolation, message: "invalid message from client: \(error)"))
         }
-        if pendingFatal != nil { closeIfTerminated() }
+        if !ending.isOpen { closeIfTerminated() }
     }
 
     /// Whether a large message of type `id` may be streamed to the attached server unread:
@@ -483,7 +478,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func clientMessageReceived(_ message: WireMessage, claim: BudgetClaim? = nil) {
         if message.id == FrontendMessageID.terminate {
-            terminateReceived = true
+            ending.terminateReceived()
             return closeIfTerminated()
         }
         let request = ClientRequest(message, claim: claim)
