@@ -100,7 +100,7 @@ if [ -n "$BASELINE_BIN" ]; then
   [ -x "$BASELINE_BIN" ] || die "BASELINE_BIN $BASELINE_BIN is not an executable"
   TARGETS=(direct switchyard baseline pgbouncer)
 fi
-declare -A TPS=() LAT=() ERR=() XACTS=() MIX=()
+declare -A TPS=() LAT=() ERR=() XACTS=() MIX=() CPU_US=()
 declare -A INSTANCE_PID=() INSTANCE_LOG=() LOG_SHOWN=()
 declare -A RH_PRIMARY=() RH_REPLICA=() RH_NOTE=()
 CLASSIFIER_LINES=()
@@ -121,6 +121,17 @@ alive() {
 
 # The resident memory of process PID in KB (0 once it is gone).
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Nanoseconds all threads of PID have spent on a CPU (user and kernel): the steady figure on a noisy
+# machine where perf's instruction counters are not supported. 0 when PID is gone.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s + 0 }'; }
+# The PID whose CPU a run through TARGET costs: the proxy's own, or PgBouncer's.
+pooler_pid() {
+  case "$1" in
+    switchyard) echo "${INSTANCE_PID[main]-}" ;;
+    baseline) echo "${INSTANCE_PID[baseline]-}" ;;
+    pgbouncer) [ -n "$PGB_PID_FILE" ] && cat "$PGB_PID_FILE" 2>/dev/null || true ;;
+  esac
+}
 
 # TERM, up to 10 s to drain, then KILL. Only for children of this shell.
 stop_child() {
@@ -294,8 +305,10 @@ wait_for_replica_routing() {
 # (and MIX for several scripts) or ERR for KEY. INSTANCE names the Switchyard
 # instance behind PORT, if any, for error reports.
 run_pgbench_raw() {
-  local key="$1" label="$2" port="$3" instance="$4" limit="$5" rc tps lat err xacts pid raw
+  local key="$1" label="$2" port="$3" instance="$4" limit="$5" rc tps lat err xacts pid raw cpu_pid cpu_before=0
   shift 6
+  cpu_pid="$(pooler_pid "${key##*|}")"
+  [ -n "$cpu_pid" ] && cpu_before="$(cpu_ns "$cpu_pid")"
   raw="$WORK/pgbench-${key//[^A-Za-z0-9_.-]/_}.log"
   rc=0
   # In the background + wait, so Ctrl-C/TERM run the traps at once (bash defers
@@ -312,6 +325,9 @@ run_pgbench_raw() {
   xacts="$(awk -F': ' '/^number of transactions actually processed/{split($2, a, "/"); print a[1]; exit}' "$raw")"
   if [ "$rc" -eq 0 ] && [ -n "$tps" ] && [ -n "$lat" ] && [ -n "$xacts" ]; then
     TPS[$key]="$tps"; LAT[$key]="$lat"; XACTS[$key]="$xacts"
+    if [ -n "$cpu_pid" ] && [ "$xacts" -gt 0 ]; then
+      CPU_US[$key]="$(awk -v a="$cpu_before" -v b="$(cpu_ns "$cpu_pid")" -v n="$xacts" 'BEGIN { printf "%.1f", (b - a) / n / 1000 }')"
+    fi
     # With several scripts: " - 12345 transactions (90.1% of total, tps = ...)" per script.
     MIX[$key]="$(awk '/^ - [0-9]+ transactions \(/{sub(/^.*\(/, ""); sub(/ of total.*/, ""); printf "%s%s", sep, $0; sep = "/"}' "$raw")"
     printf '    %-16s %10.0f tps  %8.3f ms\n' "$label" "$tps" "$lat" >&2

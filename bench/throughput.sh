@@ -69,6 +69,26 @@ print_table() {
       printf "$fmt" "$w" "$m" "${cells[@]}" "${ratios[@]}"
     done
   done
+  echo
+  echo "Pooler CPU per transaction, microseconds (user + kernel, all threads, from /proc/<pid>/task/*/schedstat;"
+  echo "perf's instruction counters are not supported on this VM, and CPU time is the steadier figure here):"
+  local t cpu_fmt='%-12s %-9s |'
+  local cpu_targets=()
+  for t in "${TARGETS[@]}"; do [ "$t" = direct ] || { cpu_targets+=("$t"); cpu_fmt="$cpu_fmt %10s"; }; done
+  # shellcheck disable=SC2059
+  printf "$cpu_fmt %8s\n" workload mode "${cpu_targets[@]}" "sy/pgb"
+  for w in $TABLE_WORKLOADS; do
+    for m in $MODES; do
+      local row=()
+      for t in "${cpu_targets[@]}"; do row+=("${CPU_US[$w|$m|$t]:--}"); done
+      local cpu_ratio=-
+      if [ -n "${CPU_US[$w|$m|switchyard]-}" ] && [ -n "${CPU_US[$w|$m|pgbouncer]-}" ]; then
+        cpu_ratio="$(awk -v a="${CPU_US[$w|$m|switchyard]}" -v b="${CPU_US[$w|$m|pgbouncer]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }')"
+      fi
+      # shellcheck disable=SC2059
+      printf "$cpu_fmt %8s\n" "$w" "$m" "${row[@]}" "$cpu_ratio"
+    done
+  done
 }
 
 throughput_summary() {

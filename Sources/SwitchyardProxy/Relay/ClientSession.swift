@@ -58,6 +58,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// The server sent CopyInResponse and waits for the client's COPY data (until ReadyForQuery).
     var copyInProgress = false
     var inbound: ClientMessageStream
+    /// Inside ``relayFromClient(_:)``: what goes to the server now is written and flushed once the read
+    /// is done (as one write, the read's own buffer when it all goes through), not message by message.
+    var readingClient = false
     var tracker = TransactionTracker()
     var backendScanner: MessageBoundaryScanner
     var planner: RoutePlanner
@@ -435,8 +438,11 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         idleTransactionTimer?.cancel()
         idleTransactionTimer = nil
         let startedAtBoundary = inbound.bufferedBytes == 0
+        let wasReading = readingClient
+        readingClient = true
         defer {
             flushVerbatim(wholeRead: startedAtBoundary && inbound.bufferedBytes == 0 ? buffer : nil)
+            readingClient = wasReading
         }
         do {
             try inbound.process(buffer, admit: admit) { event in
@@ -624,7 +630,10 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     func sendVerbatim(_ message: WireMessage, to backend: BackendConnection, claim: BudgetClaim? = nil) {
-        if verbatimTarget !== backend { flushVerbatim(wholeRead: nil) }
+        if verbatimTarget !== backend {
+            flushVerbatim(wholeRead: nil)
+            verbatimTarget?.flush()
+        }
         verbatimTarget = backend
         verbatim.append(message.bytes)
         verbatimBytes += message.bytes.readableBytes
@@ -702,8 +711,11 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             forward(&request, to: backend)
         }
         if !pending.isEmpty { endReplicaBatchEarlyIfBlocked(backend) }
-        flushVerbatim(wholeRead: nil)
-        backend.flush()
+        // A lease granted at once, inside the client's read: the read's end writes and flushes it all.
+        if !readingClient {
+            flushVerbatim(wholeRead: nil)
+            backend.flush()
+        }
         resumeHeldRead()
         closeIfTerminated()
     }
