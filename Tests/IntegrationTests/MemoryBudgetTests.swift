@@ -152,5 +152,32 @@ extension IntegrationTests {
                 #expect(try await client.readUntilReady(timeout: .seconds(30)).firstColumn == ["\(size)"])
             }
         }
+
+        /// A statement copy refused inside a transaction, behind a pipelined INSERT, a sleep and a local SHOW
+        /// that waits for them, ends the session the way Postgres ends one on a message it cannot take: what came before is
+        /// answered, then FATAL 54000, then the close, and nothing sent after it runs (no second INSERT).
+        @Test func aRefusedCopyInAPipelineRunsNothingAfterIt() async throws {
+            try await withRoutingProxy(["max_buffered_bytes": "\(Self.megabyte)"]) { proxy in
+                _ = try await superuserQuery("drop table if exists copy_cap_pipeline; create table copy_cap_pipeline (n int); grant all on copy_cap_pipeline to app", database: "app")
+                let client = try await RawClient.login(port: proxy.port, user: "app", database: "app")
+                defer { client.close() }
+                let size = 300 << 10
+                func parse(_ name: String, filler: Character) -> [UInt8] {
+                    Wire.message("P", Wire.cString(name) + Wire.cString("select length('" + String(repeating: filler, count: size) + "')") + [0, 0])
+                }
+                try await client.send(parse("kept", filler: "x") + Wire.message("S"))
+                #expect(try await client.readUntilReady(timeout: .seconds(30)).map(\.id) == ["1", "Z"])
+                _ = try await client.query("begin")
+                // The sleep keeps the SHOW (a local command, which waits for the answers ahead of it) and so the
+                // refused Parse queued until the whole Parse has arrived: it is refused on arrival, not on replay.
+                try await client.send(Wire.query("insert into copy_cap_pipeline values (1)") + Wire.query("select pg_sleep(0.5)")
+                                      + Wire.query("show switchyard.last_write_lsn")
+                                      + parse("refused", filler: "y") + Wire.message("S") + Wire.query("insert into copy_cap_pipeline values (2)"))
+                let frames = try await client.readUntilClosed(timeout: .seconds(30))
+                #expect(frames.last?.sqlState == "54000" && frames.last?.severity == "FATAL", "the FATAL comes last: \(frames)")
+                #expect(frames.commandTags.first == "INSERT 0 1", "the INSERT before it was answered first: \(frames)")
+                #expect(frames.commandTags.filter { $0.hasPrefix("INSERT") }.count == 1, "nothing after the refusal ran: \(frames)")
+            }
+        }
     }
 }

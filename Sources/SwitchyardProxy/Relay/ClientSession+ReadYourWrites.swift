@@ -158,6 +158,8 @@ extension ClientSession {
         }
         guard let backend else { return nil }
         deferAllPending()
+        // The unit's end comes from here, not from a server read's end: a client that has left is closed now.
+        defer { closeIfTerminated() }
         guard serverSpokeUnasked else {
             unitEnded(on: backend)
             return nil
@@ -170,11 +172,7 @@ extension ClientSession {
         // Between transactions: not the client's business, but the connection is not reused.
         logger.notice("server sent a message of its own after the write position's answer; its connection is closed, not reused",
                       metadata: ["server": "\(backend.server.name)"])
-        self.backend = nil
-        pool?.discard(backend)
-        unit = UnitOfWork()
-        replayDeferred()
-        resumeHeldRead()
+        unitEnded(on: backend, reusable: false)
         return nil
     }
 

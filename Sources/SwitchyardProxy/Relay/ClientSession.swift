@@ -487,6 +487,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             ending.terminateReceived()
             return closeIfTerminated()
         }
+        // On arrival, not when a deferred message is replayed: a FATAL refusal must come before anything sent after it runs.
+        if refusesStatementCopy(message) { return }
         let request = ClientRequest(message, claim: claim)
         guard deferred.isEmpty else { return deferred.append(request) }
         receive(request)
@@ -506,7 +508,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             return true
         }
         if case .local = batch, answerLocallyInBatch(message) { return true }
-        if refusesStatementCopy(message) { return true }
         switch answerIfLocal(&request) {
         case .answered: return true
         case .deferred:
@@ -999,7 +1000,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     /// The unit's last answer reached the client: the server goes back to its pool, unless the client
     /// keeps it (session mode, pinned) or is still in a transaction.
-    func unitEnded(on backend: BackendConnection) {
+    /// `reusable` false: the server said something of its own (a shutdown's warning), so it is closed, not pooled.
+    func unitEnded(on backend: BackendConnection, reusable: Bool = true) {
         if tracker.status == .idle {
             if localAnswers.hasPortals { localAnswers.forgetPortal(named: nil) }
             if let started = transactionStartedAt {
@@ -1010,7 +1012,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
                 let skipToSync = unit.endedEarlyAfterError
                 self.backend = nil
                 unit = UnitOfWork()
-                pool?.release(backend, resetQuery: nil)
+                if reusable { pool?.release(backend, resetQuery: nil) } else { pool?.discard(backend) }
                 if skipToSync { skipPendingToSync() }
                 if !pending.isEmpty { startUnit() }
             }
