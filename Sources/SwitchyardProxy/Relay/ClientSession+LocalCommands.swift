@@ -130,7 +130,9 @@ extension ClientSession {
     /// Re-entry (a replayed unit refused at once ends by replaying again) returns at once; the outer
     /// loop carries on, so a long pipeline does not grow the stack.
     func replayDeferred() {
-        guard !deferred.isEmpty, !isReplayingDeferred else { return }
+        guard !isReplayingDeferred else { return }
+        // With nothing to replay, a read held while answers were owed is resumed all the same.
+        guard !deferred.isEmpty else { return resumeHeldRead() }
         isReplayingDeferred = true
         idleTransactionTimer?.cancel()
         idleTransactionTimer = nil

@@ -160,20 +160,16 @@ extension ClientSession {
         deferAllPending()
         // The unit's end comes from here, not from a server read's end: a client that has left is closed now.
         defer { closeIfTerminated() }
-        guard serverSpokeUnasked else {
-            unitEnded(on: backend)
+        if serverSpokeUnasked, !pin.isPinned {
+            // Between transactions: not the client's business, but the connection is not reused.
+            logger.notice("server sent a message of its own after the write position's answer; its connection is closed, not reused",
+                          metadata: ["server": "\(backend.server.name)"])
+            unitEnded(on: backend, reusable: false)
             return nil
         }
-        if pin.isPinned {
-            // The client owns this connection (LISTEN, temporary tables): it is told, as if connected directly.
-            unitEnded(on: backend)
-            return rest
-        }
-        // Between transactions: not the client's business, but the connection is not reused.
-        logger.notice("server sent a message of its own after the write position's answer; its connection is closed, not reused",
-                      metadata: ["server": "\(backend.server.name)"])
-        unitEnded(on: backend, reusable: false)
-        return nil
+        unitEnded(on: backend)
+        // A pinned client owns this connection (LISTEN, temporary tables): it is told, as if connected directly.
+        return serverSpokeUnasked ? rest : nil
     }
 
     /// What the client sent while the answer was owed is handled afresh once the unit ended (``replayDeferred()``):
@@ -194,9 +190,6 @@ extension ClientSession {
         unit = UnitOfWork()
         deferAllPending()
         replayDeferred()
-        // With nothing deferred, replayDeferred() does not look at the held read: a read held while the
-        // answer was owed would stay held for good.
-        resumeHeldRead()
     }
 
     /// The client was told its write committed, but not where. At `database` level its commit was held

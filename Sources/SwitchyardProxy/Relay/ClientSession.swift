@@ -1018,10 +1018,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             }
             replayDeferred()
             if runtime.isDraining, self.backend == nil || runtime.poolMode == .session || pin.isPinned, pending.isEmpty, deferred.isEmpty {
-                return fail(.switchyardShuttingDown)
+                fail(.switchyardShuttingDown)
             }
-            // A read held while the server was attached (not writable, say) is not held by an idle session.
-            return resumeHeldRead()
+            return
         }
         replayDeferred()
         armIdleTransactionTimer()
