@@ -29,7 +29,7 @@ extension ClientSession {
             guard case .relaying = phase else { return }
             let facts = SessionEnding.Facts(
                 serverWaitsForClient: copyInProgress || inbound.isStreaming,
-                answersOwed: !pending.isEmpty || !deferred.isEmpty || waitID != nil || replayWait != nil || closingIdleConnections
+                answersOwed: !pending.isEmpty || !deferred.isEmpty || link.isLeasing || link.isAwaitingReplay || closingIdleConnections
                     || watermarkProbe.holdsClientOutput || (backend != nil && tracker.awaitedReadyForQuery > 0),
                 skippingRefusedBytes: inbound.isSkipping)
             guard case .close(let fatal, let abandoningWork) = ending.decide(facts) else { return }

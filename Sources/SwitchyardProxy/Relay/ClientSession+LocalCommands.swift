@@ -60,7 +60,7 @@ extension ClientSession {
 
     /// Whether a server still owes answers to client messages sent (or queued) before now.
     var serverOwesAnswers: Bool {
-        !pending.isEmpty || waitID != nil || watermarkProbe.isAwaiting || closingIdleConnections
+        !pending.isEmpty || link.isLeasing || watermarkProbe.isAwaiting || closingIdleConnections
             || (backend != nil && (tracker.awaitedReadyForQuery > 0 || tracker.extendedBatchOpen))
     }
 

@@ -46,27 +46,27 @@ extension ClientSession {
     func waitForReplay(_ position: LSN) {
         let maxWait = TimeAmount(shard.configuration.routing.readConsistencyMaxWait)
         let timer = context.eventLoop.assumeIsolated().scheduleTask(in: maxWait) { [self] in
-            guard let wait = replayWait else { return }
-            replayWait = nil
+            guard case .awaitingReplay(_, let since) = link else { return }
+            link = .none
             shard.stopAwaitingReplay(self)
             runtime.metrics.consistencyWaitTimeouts.increment()
             runtime.metrics.consistentPrimaryReads.increment()
-            runtime.metrics.consistencyWait.recordNanoseconds((NIODeadline.now() - wait.since).nanoseconds)
+            runtime.metrics.consistencyWait.recordNanoseconds((NIODeadline.now() - since).nanoseconds)
             logger.debug("no replica replayed the client's last write in time; reading from the primary",
                          metadata: ["lsn": "\(position)"])
             guard case .relaying = phase else { return }
             startUnit(target: .primary, mayWait: false)
         }
-        replayWait = (timer, .now())
+        link = .awaitingReplay(timer: timer, since: .now())
         shard.awaitReplay(self, position: position)
     }
 
     /// The shard saw a replica replay what the waiting read must see.
     func replicaCaughtUp() {
-        guard let wait = replayWait else { return }
-        wait.timer.cancel()
-        replayWait = nil
-        runtime.metrics.consistencyWait.recordNanoseconds((NIODeadline.now() - wait.since).nanoseconds)
+        guard case .awaitingReplay(let timer, let since) = link else { return }
+        timer.cancel()
+        link = .none
+        runtime.metrics.consistencyWait.recordNanoseconds((NIODeadline.now() - since).nanoseconds)
         guard case .relaying = phase else { return }
         startUnit(mayWait: false)
     }

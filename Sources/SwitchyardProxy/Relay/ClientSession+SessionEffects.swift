@@ -25,10 +25,10 @@ extension ClientSession {
             let closed = (try? result.get()) ?? 0
             logger.info("closed idle server connections before database DDL", metadata: ["database": "\(database)", "closed": "\(closed)"])
             guard case .relaying = phase else { return }
-            if backend == nil {
-                if waitID == nil { startUnit() }
-            } else {
-                drainPending()
+            switch link {
+            case .none: startUnit()
+            case .attached: drainPending()
+            case .leasing, .awaitingReplay, .heldByPause: break
             }
         }
     }

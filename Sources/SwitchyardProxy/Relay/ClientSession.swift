@@ -41,8 +41,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var identity: ClientIdentity?
     /// The pool `backend` came from (or is being leased from).
     var pool: ConnectionPool?
-    var backend: BackendConnection?
-    var waitID: Int?
+    /// The server connection serving the client, or what it waits for instead.
+    var link = ServerLink.none
+    var backend: BackendConnection? { link.connection }
     /// Bytes that arrived before login completed, replayed into the relay afterwards.
     var pendingClientBytes: [ByteBuffer] = []
     /// Client messages not yet sent to a server: waiting for a lease, or for the current unit to end.
@@ -93,8 +94,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var databaseWatermark: DatabaseWatermark?
     /// The write position query behind a unit of work on the primary, while its answer is owed.
     var watermarkProbe = WatermarkProbe()
-    /// A read waiting for a replica to replay what it must see, until this fires (then: the primary).
-    var replayWait: (timer: Scheduled<Void>, since: NIODeadline)?
     /// Messages forwarded unchanged during one read, written together: when they are the whole
     /// read, the read's own buffer goes out in one write.
     var verbatim: [ByteBuffer] = []
@@ -109,7 +108,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Charges for large messages collected in `verbatim`, given back once written to the server.
     var verbatimClaims: [BudgetClaim] = []
     /// The server whose PAUSE holds this client's next transaction (or its login), if any.
-    private(set) var heldFor: String?
+    var heldFor: String? { link.heldBy }
     /// For SHOW STATS and /metrics: when the query and transaction in flight started.
     var queryStartedAt: NIODeadline?
     var transactionStartedAt: NIODeadline?
@@ -231,15 +230,15 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         loginTimer?.cancel()
         loginTimer = nil
         idleTransactionTimer?.cancel()
-        replayWait?.timer.cancel()
-        replayWait = nil
-        if let waitID { pool?.cancelWait(waitID) }
-        waitID = nil
         // Forget the backend first: closing it below reports back through backendClosed, which must not
         // take an ordinary client exit for a lost server.
-        if let connection = backend {
-            backend = nil
-            returnOrDiscard(connection)
+        let link = self.link
+        self.link = .none
+        switch link {
+        case .awaitingReplay(let timer, _): timer.cancel()
+        case .leasing(let waitID): pool?.cancelWait(waitID)
+        case .attached(let connection): returnOrDiscard(connection)
+        case .none, .heldByPause: break
         }
         pendingClientBytes.removeAll()
         deferred.removeAll()
@@ -372,22 +371,23 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     func lease(from pool: ConnectionPool) {
         self.pool = pool
         if shard.isPaused(pool.server.name) {
-            heldFor = pool.server.name
+            link = .heldByPause(server: pool.server.name)
             shard.hold(self)
             return
         }
-        waitID = pool.lease(for: self)
+        // nil: granted at once, and `link` is already the connection.
+        if let waitID = pool.lease(for: self) { link = .leasing(waitID: waitID) }
     }
 
     /// RESUME (or a narrower PAUSE): the held login or transaction tries again.
     func pauseLifted() {
-        guard heldFor != nil else { return }
-        heldFor = nil
+        guard case .heldByPause = link else { return }
+        link = .none
         switch phase {
         case .loggingIn(let identity):
             lease(from: shard.pool(for: identity, server: shard.topology.primary))
         case .relaying:
-            if backend == nil, waitID == nil, replayWait == nil, !pending.isEmpty { startUnit() }
+            if !pending.isEmpty { startUnit() }
         case .startup, .authenticating, .closed:
             break
         }
@@ -421,7 +421,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         loginTimer = nil
         phase = .relaying
         if runtime.poolMode == .transaction, let connection {
-            backend = nil
+            link = .none
             pool!.release(connection, resetQuery: nil)
         }
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
@@ -515,12 +515,12 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             return false
         case .relayed: noteRelayedStatement(request)
         }
-        if pending.isEmpty, waitID == nil, !closingIdleConnections, let database = databaseDDLTarget(&request) {
+        if pending.isEmpty, !link.isLeasing, !closingIdleConnections, let database = databaseDDLTarget(&request) {
             pending.append(request)
             closeIdleConnections(to: database)
             return true
         }
-        if backend == nil, pending.isEmpty, waitID == nil, !closingIdleConnections {
+        if backend == nil, pending.isEmpty, !link.isLeasing, !closingIdleConnections {
             pending.append(request)
             startUnit()
             return true
@@ -759,7 +759,6 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     func leaseSucceeded(_ connection: BackendConnection, from pool: ConnectionPool) {
-        waitID = nil
         switch phase {
         case .loggingIn:
             attach(connection)
@@ -785,7 +784,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     func leaseFailed(_ error: ErrorFields) {
-        waitID = nil
+        link = .none
         if case .relaying = phase, unit.role == .replica, unit.retries < 2, let failed = pool?.server.name {
             // Nothing was sent yet: read from another replica, or the primary.
             logger.warning("could not reach replica; reading elsewhere", metadata: ["server": "\(failed)", "error": "\(error)"])
@@ -800,7 +799,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     }
 
     func attach(_ connection: BackendConnection) {
-        backend = connection
+        link = .attached(connection)
         statementMap.serverAttached()
         connection.attach(to: self)
         connection.clientWritabilityChanged(isWritable: context.channel.isWritable)
@@ -980,7 +979,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         backendScanner = MessageBoundaryScanner(maximumLength: Int(Int32.max))
         backendScanner.capturedIDs = ClientSession.capturedBackendIDs
         if let backend {
-            self.backend = nil
+            link = .none
             if serverIsClean { pool?.release(backend, resetQuery: nil) } else { pool?.discard(backend) }
         }
         for message in resend.reversed() { pending.prepend(ClientRequest(message)) }
@@ -1010,7 +1009,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
             }
             if runtime.poolMode == .transaction, !pin.isPinned {
                 let skipToSync = unit.endedEarlyAfterError
-                self.backend = nil
+                link = .none
                 unit = UnitOfWork()
                 if reusable { pool?.release(backend, resetQuery: nil) } else { pool?.discard(backend) }
                 if skipToSync { skipPendingToSync() }
@@ -1044,7 +1043,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
 
     func backendClosed(_ connection: BackendConnection) {
         guard connection === backend else { return }
-        backend = nil
+        link = .none
         if watermarkProbe.isAwaiting {
             guard unit.startedBehindProbe else { return watermarkProbeLost(connection) }
             // A unit went out behind the position query: the client waits for its answers, which are lost.
@@ -1093,7 +1092,12 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         case .startup, .authenticating, .loggingIn, .closed:
             state = heldFor != nil ? .paused : .login
         case .relaying:
-            state = heldFor != nil ? .paused : waitID != nil || replayWait != nil ? .waiting : backend != nil ? .active : .idle
+            switch link {
+            case .heldByPause: state = .paused
+            case .leasing, .awaitingReplay: state = .waiting
+            case .attached: state = .active
+            case .none: state = .idle
+            }
         }
         return ClientSnapshot(
             id: cancelKey?.processID, user: identity?.user, database: identity?.database,
@@ -1110,7 +1114,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         if case .loggingIn = phase { return true }
         guard case .relaying = phase else { return false }
         if case .waiting = budgetWait { return true }
-        if waitID != nil || !pending.isEmpty || !deferred.isEmpty { return true }
+        if link.isLeasing || !pending.isEmpty || !deferred.isEmpty { return true }
         if let backend { return !backend.isWritable }
         return false
     }
