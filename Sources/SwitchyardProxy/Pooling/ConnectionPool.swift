@@ -34,6 +34,27 @@ struct PoolSettings: Sendable {
     var tlsPolicy: BackendStartupStateMachine.TLSPolicy
     var tlsContext: NIOSSLContext?
     var saltedPasswordCache: SaltedPasswordCache
+    /// How a server connection's transport is opened: TCP, or an in-memory channel in the relay's tests.
+    var connector = ServerConnector.tcp
+}
+
+/// Opens the transport to a server with `handler` on it, and fails the future when it cannot.
+/// A seam so the relay can be tested with scripted servers on `EmbeddedChannel`s, no sockets.
+struct ServerConnector: Sendable {
+    var connect: @Sendable (_ server: ServerDefinition, _ handler: BackendConnection, _ eventLoop: EventLoop,
+                            _ timeout: TimeAmount) -> EventLoopFuture<Void>
+
+    static let tcp = ServerConnector { server, handler, eventLoop, timeout in
+        let handler = NIOLoopBound(handler, eventLoop: eventLoop)
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler.value) }
+            }
+            .connect(host: server.host, port: server.port)
+            .map { _ in }
+    }
 }
 
 /// Performs a ``PoolStateMachine``'s actions for one ``PoolKey`` on one event loop: it opens
@@ -277,13 +298,7 @@ final class ConnectionPool {
                                         ready: ready, logger: logger)
         connections[id] = handler
         let server = self.server
-        ClientBootstrap(group: eventLoop)
-            .connectTimeout(settings.connectTimeout)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
-            }
-            .connect(host: server.host, port: server.port)
+        settings.connector.connect(server, handler, eventLoop, settings.connectTimeout)
             .whenFailure { error in
                 ready.fail(ErrorFields(severity: .fatal, code: SQLState.sqlclientUnableToEstablishConnection,
                                        message: "could not connect to server \"\(server.name)\" at \(server.host):\(server.port): \(error)"))

@@ -80,10 +80,10 @@ extension ClientSession {
                 // Its Binds, in this unit or a later one, are judged by it.
                 if parse.statement.isEmpty { unnamedStatementClass = classification } else { statementClasses[parse.statement] = classification }
             }
-            // Transaction control writes nothing itself (the statements between BEGIN and COMMIT are judged
-            // one by one); anything else not provably read-only may write, as does a Bind of a statement
-            // never classified.
-            guard let classification, classification.route == .replica || classification.transactionControl != nil else {
+            // Reads, transaction control and SET/RESET/SHOW write nothing (the statements between BEGIN and
+            // COMMIT are judged one by one, or together when in one string); anything else may write, as does
+            // a Bind of a statement never classified.
+            guard let classification, classification.writesNothing else {
                 unit.mayHaveWritten = true
                 return
             }

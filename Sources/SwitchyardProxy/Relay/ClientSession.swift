@@ -247,6 +247,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         inboundClaim = nil
         verbatimClaims.removeAll()
         budgetWait.end()
+        // Statement copies are charged until their map goes: now, whoever still holds the session.
+        statementMap = StatementMap()
         if let cancelKey { runtime.cancelRegistry.unregister(cancelKey) }
         shard.sessionClosed(self)
         if wasRelaying { logger.debug("client disconnected") }

@@ -3,7 +3,7 @@
 enum SQLKeyword: UInt8 {
     case none, other
     // Statement starts.
-    case select, values, table, with, explain, begin, start, commit, end, rollback, abort, set, show
+    case select, values, table, with, explain, begin, start, commit, end, rollback, abort, set, reset, show
     // Writes, and SELECT INTO, anywhere in a query.
     case insert, update, delete, merge, into
     // Locking clauses: FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE.
@@ -176,7 +176,7 @@ let sqlKeywordTable: KeywordTable = {
     let specific: [String: SQLKeyword] = [
         "select": .select, "values": .values, "table": .table, "with": .with, "explain": .explain,
         "begin": .begin, "start": .start, "commit": .commit, "end": .end, "rollback": .rollback, "abort": .abort,
-        "set": .set, "show": .show,
+        "set": .set, "reset": .reset, "show": .show,
         "insert": .insert, "update": .update, "delete": .delete, "merge": .merge, "into": .into,
         "for": .for, "share": .share, "key": .key, "no": .no,
         "as": .as, "not": .not, "on": .on, "distinct": .distinct, "operator": .operator, "recursive": .recursive,

@@ -56,11 +56,15 @@ public struct StatementClassification: Sendable, Equatable {
     public var sessionEffect: SessionEffect?
     /// Some statement in the string leaves state on its server connection (LISTEN, CREATE TEMP).
     public var pinsServerConnection: Bool
+    /// No statement in the string can write: each is read-only, transaction control, or SET, RESET or
+    /// SHOW. Read-your-writes learns a unit's write position only when some statement may have written.
+    public var writesNothing: Bool
 
     public init(route: StatementRoute, hint: RouteHint? = nil, transactionControl: TransactionControl? = nil,
                 routeCommand: RouteCommand? = nil, statementCount: Int, sessionEffect: SessionEffect? = nil,
-                pinsServerConnection: Bool = false) {
+                pinsServerConnection: Bool = false, writesNothing: Bool? = nil) {
         self.route = route
+        self.writesNothing = writesNothing ?? (route == .replica)
         self.hint = hint
         self.transactionControl = transactionControl
         self.routeCommand = routeCommand
@@ -175,11 +179,14 @@ struct ClassifierPass {
         var transactionControl: TransactionControl? = nil
         var routeCommand: RouteCommand? = nil
         var sessionEffect: SessionEffect? = nil
+        /// SET, RESET, SHOW: not replica-safe (they act on, or show, the server they run on), but no write.
+        var writesNothing = false
     }
 
     func run(_ cursor: inout StatementCursor) -> StatementClassification {
         var count = 0
         var allSafe = true
+        var quiet = true
         var control: TransactionControl? = nil
         var command: RouteCommand? = nil
         var effect: SessionEffect? = nil
@@ -192,6 +199,7 @@ struct ClassifierPass {
             let verdict = statement(startingWith: first, &cursor)
             cursor.skipToEnd()
             allSafe = allSafe && verdict.replicaSafe
+            quiet = quiet && (verdict.replicaSafe || verdict.writesNothing || verdict.transactionControl != nil)
             control = verdict.transactionControl ?? control
             command = verdict.routeCommand
             effect = verdict.sessionEffect
@@ -201,7 +209,7 @@ struct ClassifierPass {
         if cursor.malformed { return StatementClassification(route: .primary, statementCount: count) }
         return StatementClassification(route: allSafe && count > 0 ? .replica : .primary, transactionControl: control,
                                        routeCommand: count == 1 ? command : nil, statementCount: count,
-                                       sessionEffect: effect, pinsServerConnection: pins)
+                                       sessionEffect: effect, pinsServerConnection: pins, writesNothing: quiet && count > 0)
     }
 
     func statement(startingWith first: SQLToken, _ cursor: inout StatementCursor) -> Verdict {
@@ -221,13 +229,19 @@ struct ClassifierPass {
         case .rollback, .abort:
             return Verdict(transactionControl: transactionEnd(.rollback, &cursor))
         case .set:
-            return setStatement(&cursor)
+            var verdict = setStatement(&cursor)
+            verdict.writesNothing = true
+            return verdict
+        case .reset:
+            return Verdict(writesNothing: true)
         case .show:
             let name = cursor.next(), dot = cursor.next(), member = cursor.next()
-            guard isWord(name, "switchyard"), dot.kind == .dot, member.kind == .word, cursor.next().kind == .end else { return Verdict() }
+            guard isWord(name, "switchyard"), dot.kind == .dot, member.kind == .word, cursor.next().kind == .end else {
+                return Verdict(writesNothing: true)
+            }
             let setting = word(member).lowercased()
-            guard RouteCommand.shownSettings.contains(setting) else { return Verdict() }
-            return Verdict(routeCommand: setting == "route" ? .show : .showProxySetting(setting))
+            guard RouteCommand.shownSettings.contains(setting) else { return Verdict(writesNothing: true) }
+            return Verdict(routeCommand: setting == "route" ? .show : .showProxySetting(setting), writesNothing: true)
         default:
             // DML, DDL, COPY, CALL, DO, LOCK, VACUUM, PREPARE/EXECUTE, DECLARE/FETCH, LISTEN/NOTIFY, SHOW, ...
             return Verdict(sessionEffect: sessionEffect(startingWith: first, &cursor))

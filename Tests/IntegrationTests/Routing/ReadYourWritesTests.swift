@@ -212,20 +212,25 @@ extension IntegrationTests.Routing {
             }
         }
 
-        /// The simple protocol (one Query per statement, as psql sends them): each read right after the
-        /// client's write sees it.
+        /// The simple protocol (one Query per statement, as psql sends them, or several in one string):
+        /// each read right after the client's write sees it, whatever the write's shape (drawn from a seed).
         @Test func simpleProtocolReadsSeeTheClientsWrites() async throws {
+            let seed = UInt64.random(in: 1...UInt64.max)
+            var random = SplitMix64(seed: seed)
             try await Self.withRawClient { fixture, client in
                 var misses = 0, onReplica = 0
                 for round in 0..<200 {
                     let id = 8_000_000 + round
-                    _ = try await client.query("insert into \(fixture.table) (v, note) values (\(id), 'simple')")
+                    let insert = "insert into \(fixture.table) (v, note) values (\(id), 'simple')"
+                    // A whole transaction in one string: its COMMIT must not hide its INSERT.
+                    let shapes = [insert, "begin; \(insert); commit", "\(insert); select 1", "set application_name = 'w'; \(insert)"]
+                    _ = try await client.query(shapes[Int(random.next() % UInt64(shapes.count))])
                     let reply = try await client.query("select (select count(*) from \(fixture.table) where v = \(id))::int, pg_is_in_recovery()")
                     let row = reply.rowValues.first ?? []
                     if row.first ?? nil != "1" { misses += 1 }
                     if row.last ?? nil == "t" { onReplica += 1 }
                 }
-                #expect(misses == 0, "\(misses) of 200 simple-protocol reads missed the client's write")
+                #expect(misses == 0, "seed \(seed): \(misses) of 200 simple-protocol reads missed the client's write")
                 #expect(onReplica > 0, "no simple-protocol read reached a replica")
             }
         }

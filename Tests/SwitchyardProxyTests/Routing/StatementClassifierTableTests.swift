@@ -406,6 +406,18 @@ enum RoutingTable {
         if let count = c.count { #expect(result.statementCount == count) }
     }
 
+    /// Whether a string's write position must be learnt (read-your-writes): only when a statement may write.
+    @Test(arguments: [
+        ("select 1", true), ("begin", true), ("commit", true), ("SET search_path = a", true), ("set local x = 1", true),
+        ("RESET ALL", true), ("show work_mem", true), ("SHOW switchyard.route", true), ("begin; select 1; commit", true),
+        ("set transaction read only", true), ("insert into t values (1)", false), ("begin; insert into t values (1); commit", false),
+        ("insert into t values (1); commit", false), ("set a = 1; update t set b = 2", false), ("select nextval('s')", false),
+        ("", false), (";", false), ("vacuum", false), ("listen x", false),
+    ])
+    func writesNothing(sql: String, expected: Bool) {
+        #expect(Self.classifier.classify(sql).writesNothing == expected)
+    }
+
     @Test func tableIsLargeAndUnique() {
         #expect(RoutingTable.cases.count >= 150)
         #expect(Set(RoutingTable.cases.map(\.sql)).count == RoutingTable.cases.count)
