@@ -54,6 +54,30 @@ extension IntegrationTests {
             }
         }
 
+        /// A client that sends the first megabyte of a 3 MB statement into a 5 MB budget and then stops holds
+        /// 3 MB that a second such statement needs: after `message_stall_timeout` it gets FATAL 08P01 and is
+        /// closed, and the second one, which was waiting for room, runs.
+        @Test func aClientStalledPartwayThroughAMessageIsClosedAndOthersGetItsRoom() async throws {
+            let size = 3 * Self.megabyte
+            try await withRoutingProxy(["max_buffered_bytes": "\(5 * Self.megabyte)", "message_stall_timeout": "1"]) { proxy in
+                let stalled = try await RawClient.login(port: proxy.port, user: "app", database: "app")
+                defer { stalled.close() }
+                let waiting = try await RawClient.login(port: proxy.port, user: "app", database: "app")
+                defer { waiting.close() }
+                let statement = Self.sizedStatement(size)
+                try await stalled.send(Array(statement[..<Self.megabyte]))
+                try await Task.sleep(for: .milliseconds(200))
+                let started = ContinuousClock.now
+                try await waiting.send(statement)
+                let answer = try await waiting.readUntilReady(timeout: .seconds(30))
+                #expect(answer.firstColumn == ["\(size - 17)"], "\(answer)")
+                let closed = try await stalled.readUntilClosed(timeout: .seconds(10))
+                #expect(closed.firstError?.sqlState == "08P01" && closed.firstError?.severity == "FATAL", "\(closed)")
+                // The waiter waited for the stall to be noticed (about 1 s), not for query_wait_timeout (30 s).
+                #expect(ContinuousClock.now - started < .seconds(10))
+            }
+        }
+
         /// Four clients each send a 3 MB statement into a 5 MB budget, all of them holding a first part
         /// before any finishes: only one fits at a time, so the others wait for room instead of failing or
         /// growing the process, and every client gets its right answer. Nothing stays charged afterwards.

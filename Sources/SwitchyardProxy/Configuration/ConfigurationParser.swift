@@ -16,7 +16,7 @@ final class ConfigurationParser {
     static let settingKeys = [
         "listen_addr", "listen_port", "worker_threads", "pool_mode", "pool_size", "max_client_conn",
         "max_message_size", "max_buffered_bytes", "connect_timeout", "query_wait_timeout", "server_idle_timeout",
-        "idle_transaction_timeout", "shutdown_timeout", "pause_timeout", "server_reset_query", "server_reset_mode", "auth_type", "auth_file",
+        "idle_transaction_timeout", "message_stall_timeout", "shutdown_timeout", "pause_timeout", "server_reset_query", "server_reset_mode", "auth_type", "auth_file",
         "admin_users", "log_level", "metrics_addr", "metrics_port", "client_tls_sslmode",
         "client_tls_cert_file", "client_tls_key_file", "server_tls_sslmode", "server_tls_ca_file",
         "default_route", "replica_fallback", "max_replica_lag", "max_replica_lag_seconds", "health_check_interval",

@@ -69,6 +69,7 @@ extension ConfigurationParser {
             queryWaitTimeout: optionalSeconds("query_wait_timeout", default: 30),
             serverIdleTimeout: optionalSeconds("server_idle_timeout", default: 600),
             idleTransactionTimeout: optionalSeconds("idle_transaction_timeout", default: 0),
+            messageStallTimeout: optionalSeconds("message_stall_timeout", default: 30),
             shutdownTimeout: seconds("shutdown_timeout", default: 30),
             pauseTimeout: seconds("pause_timeout", default: 30, allowZero: false),
             serverResetQuery: resetQuery.isEmpty ? nil : resetQuery,

@@ -22,6 +22,9 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var serverIdleTimeout: Duration?
     /// A client idle inside a transaction is disconnected after this; nil disables the check.
     public var idleTransactionTimeout: Duration?
+    /// A client that sent part of a large message held whole (charged to `max_buffered_bytes`) and then
+    /// nothing for this long is closed, so its charge goes back; nil never closes it.
+    public var messageStallTimeout: Duration?
     /// On SIGTERM, how long open transactions may still run before the process exits.
     public var shutdownTimeout: Duration
     /// How long PAUSE waits for running transactions before it gives up and resumes traffic.

@@ -93,6 +93,54 @@ extension ClientSession {
         return claim
     }
 
+    /// A client that sends part of a large message and then stops would keep its charge, and the room
+    /// other clients wait for, for ever: after `message_stall_timeout` without a byte of it, it is closed.
+    /// Called after every client read; time while Switchyard itself holds the reads does not count.
+    func watchForStall() {
+        guard inboundClaim != nil, case .relaying = phase, let timeout = shard.configuration.messageStallTimeout.map(TimeAmount.init) else {
+            stallWatch?.check.cancel()
+            stallWatch = nil
+            return
+        }
+        let now = context.eventLoop.now
+        if stallWatch != nil {
+            // One timer per message, not per read: it looks at the time of the last read when it fires.
+            stallWatch!.lastProgress = now
+        } else {
+            stallWatch = (scheduleStallCheck(in: timeout), now)
+        }
+    }
+
+    private func scheduleStallCheck(in delay: TimeAmount) -> Scheduled<Void> {
+        context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in stallCheckDue() }
+    }
+
+    private func stallCheckDue() {
+        guard let watch = stallWatch, let claim = inboundClaim, case .relaying = phase,
+              let timeout = shard.configuration.messageStallTimeout.map(TimeAmount.init) else {
+            stallWatch = nil
+            return
+        }
+        let now = context.eventLoop.now
+        if readHeld || shouldHoldClientReads {
+            // Switchyard holds the reads (a lease, backpressure): the client gets a full timeout once they resume.
+            stallWatch = (scheduleStallCheck(in: timeout), now)
+            return
+        }
+        let quiet = now - watch.lastProgress
+        guard quiet >= timeout else {
+            stallWatch = (scheduleStallCheck(in: timeout - quiet), watch.lastProgress)
+            return
+        }
+        stallWatch = nil
+        logger.warning("closing a client that stopped partway through a large message; its max_buffered_bytes charge goes back", metadata: [
+            "message_bytes": "\(claim.bytes)", "message_stall_timeout_s": "\(timeout.nanoseconds / 1_000_000_000)", "user": "\(identity?.user ?? "?")",
+        ])
+        fail(ErrorFields(severity: .fatal, code: SQLState.protocolViolation,
+                         message: "terminating connection: the client sent part of a \(claim.bytes)-byte message and then nothing for \(timeout.nanoseconds / 1_000_000_000) s",
+                         hint: "message_stall_timeout closes such clients, so the memory held for their message goes back to the others."))
+    }
+
     /// A promise that gives back the charges of the large messages written with it, once written.
     func releasingWhenWritten() -> EventLoopPromise<Void> {
         let promise = context.eventLoop.makePromise(of: Void.self)

@@ -103,6 +103,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     var readHeld = false
     /// The memory budget's charge for the large message `inbound` is assembling, until it is complete.
     var inboundClaim: BudgetClaim?
+    /// While `inboundClaim` is held: when the message last grew, and the check for a client that stalled.
+    var stallWatch: (check: Scheduled<Void>, lastProgress: NIODeadline)?
     /// Whether the message at the front of `inbound` waits for room in the memory budget.
     var budgetWait = BudgetWait.none
     /// Charges for large messages collected in `verbatim`, given back once written to the server.
@@ -245,6 +247,8 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         // Charges go now, not when the last reference to the session does.
         pending.removeAll()
         inboundClaim = nil
+        stallWatch?.check.cancel()
+        stallWatch = nil
         verbatimClaims.removeAll()
         budgetWait.end()
         // Statement copies are charged until their map goes: now, whoever still holds the session.
@@ -469,6 +473,7 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
         } catch {
             fail(ErrorFields(severity: .fatal, code: SQLState.protocolViolation, message: "invalid message from client: \(error)"))
         }
+        watchForStall()
         if !ending.isOpen { closeIfTerminated() }
     }
 

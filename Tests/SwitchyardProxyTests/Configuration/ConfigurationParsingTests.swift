@@ -39,7 +39,7 @@ struct ConfigurationParsingTests {
             uncommented.append(key)
             return String(line.dropFirst())
         }.joined(separator: "\n")
-        #expect(uncommented.count == 28)
+        #expect(uncommented.count == 29)
         #expect(try ProxyConfiguration.parse(expanded) == ProxyConfiguration.parse(text))
     }
 

@@ -358,6 +358,53 @@ import Testing
         withExtendedLifetime(session) {}
     }
 
+    /// A client that sends part of a large message (held whole, charged to the budget) and then nothing for
+    /// `message_stall_timeout` is closed with 08P01, and its charge goes back; each read of it restarts the clock.
+    @Test func aClientStalledPartwayThroughALargeMessageIsClosedAndItsChargeGoesBack() throws {
+        let relay = try RelayHarness(configuration: RelayHarness.configuration.replacingOccurrences(
+            of: "pool_size = 4", with: "pool_size = 4\nmessage_stall_timeout = 2"))
+        try relay.logIn()
+        var parse = ByteBuffer()
+        Self.parse("", "INSERT INTO t VALUES ('" + String(repeating: "x", count: 100_000) + "')", into: &parse)
+        let bytes = Array(parse.readableBytesView)
+        try relay.clientSends { $0.writeBytes(bytes[0..<50_000]) }
+        #expect(relay.runtime.memoryBudget.used >= 100_000)
+        relay.loop.advanceTime(by: .milliseconds(1500))
+        try relay.clientSends { $0.writeBytes(bytes[50_000..<60_000]) }
+        relay.loop.advanceTime(by: .milliseconds(1500))
+        // 1.5 s since the last bytes: still open.
+        #expect(relay.client.isActive)
+        #expect(try relay.clientReceived().isEmpty)
+        relay.loop.advanceTime(by: .milliseconds(600))
+        let error = try #require(try relay.clientReceived().last?.errorFields)
+        #expect(error.code == SQLState.protocolViolation && error.severity == "FATAL")
+        #expect(!relay.client.isActive)
+        #expect(relay.runtime.memoryBudget.used == 0)
+    }
+
+    /// The same message sent slowly but steadily, then completed, runs: the stall check is not a deadline.
+    @Test func aLargeMessageSentSlowlyButSteadilyRuns() throws {
+        let relay = try RelayHarness(configuration: RelayHarness.configuration.replacingOccurrences(
+            of: "pool_size = 4", with: "pool_size = 4\nmessage_stall_timeout = 2"))
+        try relay.logIn()
+        let primary = try relay.server("main")
+        var batch = ByteBuffer()
+        Self.parse("", "INSERT INTO t VALUES ('" + String(repeating: "x", count: 100_000) + "')", into: &batch)
+        Self.sync(into: &batch)
+        let bytes = Array(batch.readableBytesView)
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(offset + 10_000, bytes.count)
+            try relay.clientSends { $0.writeBytes(bytes[offset..<end]) }
+            relay.loop.advanceTime(by: .milliseconds(1500))
+            offset = end
+        }
+        #expect(relay.client.isActive)
+        #expect(Self.ids(try primary.received()) == "PS")
+        // Only the unnamed statement's copy, kept until its next Parse, is still charged.
+        #expect(relay.runtime.memoryBudget.used == relay.runtime.memoryBudget.retained)
+    }
+
     static func parse(_ name: String, _ sql: String, into buffer: inout ByteBuffer) {
         ParseMessage.encode(statement: name, definition: definition(sql), into: &buffer)
     }
