@@ -76,9 +76,12 @@ extension ClientSession {
         switch request.id {
         case FrontendMessageID.query, FrontendMessageID.parse, FrontendMessageID.bind:
             let classification = routingClass(of: &request)
-            if request.id == FrontendMessageID.parse, let parse = ParseMessage(request.message) {
-                // Its Binds, in this unit or a later one, are judged by it.
-                if parse.statement.isEmpty { unnamedStatementClass = classification } else { statementClasses[parse.statement] = classification }
+            if request.id == FrontendMessageID.parse {
+                // A Parse runs nothing: its Binds, in this unit or a later one, are judged by it.
+                if let parse = ParseMessage(request.message) {
+                    if parse.statement.isEmpty { unnamedStatementClass = classification } else { statementClasses[parse.statement] = classification }
+                }
+                return
             }
             // Reads, transaction control and SET/RESET/SHOW write nothing (the statements between BEGIN and
             // COMMIT are judged one by one, or together when in one string); anything else may write, as does

@@ -405,6 +405,75 @@ import Testing
         #expect(relay.runtime.memoryBudget.used == relay.runtime.memoryBudget.retained)
     }
 
+    /// The primary moves (a switchover's flip) while the client is inside a transaction: the transaction
+    /// finishes where it began, and the client's next unit goes to the new primary; the old primary's
+    /// connection is closed when the transaction gives it back, not pooled.
+    @Test func aPrimaryMovedMidTransactionTakesTheNextUnitNotThisOne() throws {
+        let relay = try RelayHarness()
+        try relay.logIn()
+        let old = try relay.server("main")
+        func commandOn(_ server: ScriptedServer, _ sql: String, tag: String, status: TransactionStatus) throws {
+            try relay.clientSends { FrontendMessage.query(sql, into: &$0) }
+            #expect(try server.received().compactMap(\.queryText) == [sql])
+            try server.send { BackendMessage.commandComplete(tag, into: &$0); BackendMessage.readyForQuery(status, into: &$0) }
+            #expect(Self.ids(try relay.clientReceived()) == "CZ")
+        }
+        try commandOn(old, "BEGIN", tag: "BEGIN", status: .inTransaction)
+        relay.shard.topologyChanged(try #require(relay.shard.topology.switchedOver(to: "r1")))
+        try commandOn(old, "INSERT INTO t VALUES (1)", tag: "INSERT 0 1", status: .inTransaction)
+        try commandOn(old, "COMMIT", tag: "COMMIT", status: .idle)
+        try Self.answerPositionQueryIfAsked(old)
+        #expect(!old.channel.isActive)
+        try relay.clientSends { FrontendMessage.query("INSERT INTO t VALUES (2)", into: &$0) }
+        let new = try #require(relay.servers.last)
+        #expect(new.name == "r1")
+        try new.acceptStartup()
+        #expect(try new.received().compactMap(\.queryText) == ["INSERT INTO t VALUES (2)"])
+    }
+
+    /// A primary that reports being in recovery: a write gets a clear 25006 from Switchyard, naming the
+    /// server, without reaching it; reads still run, and the session goes on.
+    @Test func aWriteToAPrimaryInRecoveryIsRefusedClearly() throws {
+        let relay = try RelayHarness()
+        try relay.logIn()
+        let primary = try relay.server("main")
+        relay.shard.topologyChanged(relay.shard.topology.withPrimaryState(.inRecovery))
+        try relay.clientSends { FrontendMessage.query("INSERT INTO t VALUES (1)", into: &$0) }
+        let refused = try relay.clientReceived()
+        #expect(Self.ids(refused) == "EZ")
+        #expect(refused.first?.errorFields?.code == SQLState.readOnlySQLTransaction)
+        #expect(refused.first?.errorFields?.message.contains("\"main\"") == true)
+        #expect(try primary.received().isEmpty)
+        try relay.clientSends { FrontendMessage.query("SELECT 1", into: &$0) }
+        let replica = try #require(relay.servers.last)
+        #expect(replica.name != "main")
+        try replica.acceptStartup()
+        _ = try replica.received()
+        try replica.answer(rows: ["1"])
+        #expect(Self.ids(try relay.clientReceived()) == "TDCZ")
+    }
+
+    /// Preparing a write runs nothing, so it costs no write-position query; executing it does.
+    @Test func preparingAWriteLearnsNoPositionAndExecutingItDoes() throws {
+        let relay = try RelayHarness()
+        try relay.logIn()
+        let primary = try relay.server("main")
+        try relay.clientSends { Self.parse("w", "INSERT INTO t VALUES ($1)", into: &$0); Self.sync(into: &$0) }
+        #expect(Self.ids(try primary.received()) == "PS")
+        try primary.send { $0.writeMessage(id: BackendMessageID.parseComplete) { _ in }; BackendMessage.readyForQuery(.idle, into: &$0) }
+        #expect(Self.ids(try relay.clientReceived()) == "1Z")
+        #expect(try primary.received().isEmpty)
+        try relay.clientSends { Self.bind("w", ["1"], into: &$0); Self.execute(into: &$0); Self.sync(into: &$0) }
+        #expect(Self.ids(try primary.received()) == "BES")
+        try primary.send { buffer in
+            buffer.writeMessage(id: BackendMessageID.bindComplete) { _ in }
+            BackendMessage.commandComplete("INSERT 0 1", into: &buffer)
+            BackendMessage.readyForQuery(.idle, into: &buffer)
+        }
+        #expect(Self.ids(try relay.clientReceived()) == "2CZ")
+        #expect(try primary.received().compactMap(\.queryText) == [WatermarkProbe.query])
+    }
+
     static func parse(_ name: String, _ sql: String, into buffer: inout ByteBuffer) {
         ParseMessage.encode(statement: name, definition: definition(sql), into: &buffer)
     }
