@@ -64,6 +64,29 @@ final class RelayHarness {
         try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
     }
 
+    /// Another client connection on the same loop and pools, logged in as `app` through `startup`'s
+    /// answer by the test (its login may reuse a pooled server connection, or open one).
+    func anotherClient() throws -> EmbeddedChannel {
+        let other = EmbeddedChannel(loop: loop)
+        try other.pipeline.syncOperations.addHandler(ClientSession(runtime: runtime, shard: shard, logger: runtime.logger))
+        try other.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40001)).wait()
+        var startup = ByteBuffer()
+        StartupMessage(parameters: [("user", "app"), ("database", "app")]).encode(into: &startup)
+        try other.writeInbound(startup)
+        loop.run()
+        return other
+    }
+
+    /// Every message `channel` (a client of ``anotherClient()``) was sent so far.
+    static func received(by channel: EmbeddedChannel) throws -> [Frame] {
+        var decoder = FrameDecoder(maximumLength: 1 << 20)
+        var frames: [Frame] = []
+        while var buffer = try channel.readOutbound(as: ByteBuffer.self) {
+            while let frame = try decoder.decode(buffer: &buffer) { frames.append(frame) }
+        }
+        return frames
+    }
+
     /// The one server connection opened to `name`, or the `index`-th of them.
     func server(_ name: String, _ index: Int = 0) throws -> ScriptedServer {
         let matching = servers.filter { $0.name == name }

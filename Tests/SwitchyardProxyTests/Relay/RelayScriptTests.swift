@@ -474,6 +474,55 @@ import Testing
         #expect(try primary.received().compactMap(\.queryText) == [WatermarkProbe.query])
     }
 
+    static let sessionMode = RelayHarness.configuration.replacingOccurrences(of: "pool_mode = transaction", with: "pool_mode = session")
+
+    /// Session mode: the client keeps its server; when it leaves, the server runs `server_reset_query`
+    /// before the next client gets it, and that client is told the parameters the reset restored.
+    @Test func sessionModeResetsTheServerBeforeTheNextClientGetsIt() throws {
+        let relay = try RelayHarness(configuration: Self.sessionMode)
+        try relay.logIn()
+        let server = try relay.server("main")
+        try relay.clientSends { FrontendMessage.query("SET TimeZone = 'Europe/Paris'", into: &$0) }
+        #expect(try server.received().compactMap(\.queryText) == ["SET TimeZone = 'Europe/Paris'"])
+        try server.send { buffer in
+            BackendMessage.parameterStatus(name: "TimeZone", value: "Europe/Paris", into: &buffer)
+            BackendMessage.commandComplete("SET", into: &buffer)
+            BackendMessage.readyForQuery(.idle, into: &buffer)
+        }
+        #expect(Self.ids(try relay.clientReceived()) == "SCZ")
+        try relay.clientSends { $0.writeMessage(id: FrontendMessageID.terminate) { _ in } }
+        #expect(!relay.client.isActive)
+        #expect(try server.received().compactMap(\.queryText) == ["DISCARD ALL"])
+        try server.send { buffer in
+            BackendMessage.parameterStatus(name: "TimeZone", value: "UTC", into: &buffer)
+            BackendMessage.commandComplete("DISCARD ALL", into: &buffer)
+            BackendMessage.readyForQuery(.idle, into: &buffer)
+        }
+        let next = try relay.anotherClient()
+        let login = try RelayHarness.received(by: next)
+        #expect(relay.servers.count == 1, "the reset connection is reused")
+        let reported = login.compactMap { $0.id == BackendMessageID.parameterStatus ? BackendMessage.decodeParameterStatus($0.body) : nil }
+        #expect(reported.first { $0.0 == "TimeZone" }?.1 == "UTC")
+        #expect(login.last?.id == BackendMessageID.readyForQuery)
+    }
+
+    /// The server ends the session itself (pg_terminate_backend: FATAL 57P01, then the close): the
+    /// client gets that FATAL once, as from Postgres, and nothing after it.
+    @Test(arguments: ["transaction", "session"])
+    func aServersOwnFatalReachesTheClientAloneAndClosesIt(mode: String) throws {
+        let relay = try RelayHarness(configuration: mode == "session" ? Self.sessionMode : RelayHarness.configuration)
+        try relay.logIn()
+        let server = try relay.server("main")
+        try relay.clientSends { FrontendMessage.query("SELECT pg_sleep(10) FROM t FOR UPDATE", into: &$0) }
+        _ = try server.received()
+        try server.send { ErrorFields(severity: .fatal, code: "57P01", message: "terminating connection due to administrator command").encode(into: &$0) }
+        try server.channel.close().wait()
+        let frames = try relay.clientReceived()
+        #expect(Self.ids(frames) == "E", "\(frames.map(\.errorFields))")
+        #expect(frames.first?.errorFields?.code == "57P01")
+        #expect(!relay.client.isActive)
+    }
+
     static func parse(_ name: String, _ sql: String, into buffer: inout ByteBuffer) {
         ParseMessage.encode(statement: name, definition: definition(sql), into: &buffer)
     }
