@@ -322,7 +322,7 @@ final class ConnectionPool {
                 lastConnectError = fields
                 connections[id] = nil
                 handler.close()
-                run(machine.connectionFailed(id))
+                for action in machine.connectionFailed(id) { run(action) }
             }
         }
     }

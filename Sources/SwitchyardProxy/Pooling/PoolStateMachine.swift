@@ -54,11 +54,14 @@ public struct PoolStateMachine: Sendable {
         return handOut(id, now: now)
     }
 
-    public mutating func connectionFailed(_ id: ConnectionID) -> Action {
-        guard connecting.remove(id) != nil else { return .none }
-        // The oldest waiter learns why instead of waiting for its timeout.
-        guard let waiter = waiters.popFirst() else { return .none }
-        return .failWaiter(waiter)
+    /// The oldest waiter learns why instead of waiting for its timeout. Waiters queued beyond the
+    /// attempts in flight (more clients than `pool_size`) get an attempt of their own now: nothing else
+    /// would start one before their `query_wait_timeout`.
+    public mutating func connectionFailed(_ id: ConnectionID) -> [Action] {
+        guard connecting.remove(id) != nil else { return [] }
+        guard let waiter = waiters.popFirst() else { return [] }
+        let retry = startConnectionIfNeeded()
+        return retry == .none ? [.failWaiter(waiter)] : [.failWaiter(waiter), retry]
     }
 
     public mutating func connectionReleased(_ id: ConnectionID, now: ContinuousClock.Instant) -> Action {

@@ -45,9 +45,22 @@ import Testing
     @Test func connectFailureTellsTheOldestWaiter() {
         var pool = PoolStateMachine(maximumConnections: 1)
         _ = pool.leaseRequested(by: 1)
-        #expect(pool.connectionFailed(0) == .failWaiter(1))
+        #expect(pool.connectionFailed(0) == [.failWaiter(1)])
         #expect(pool.connectingCount == 0)
         #expect(pool.leaseRequested(by: 2) == .createConnection(1), "the pool retries for the next client")
+    }
+
+    /// More clients than connections: each failed attempt fails one waiter and starts another attempt for
+    /// the rest, so none of them waits out its query_wait_timeout for an attempt nobody starts.
+    @Test func connectFailureStartsAnAttemptForTheWaitersLeft() {
+        var pool = PoolStateMachine(maximumConnections: 1)
+        #expect(pool.leaseRequested(by: 1) == .createConnection(0))
+        #expect(pool.leaseRequested(by: 2) == .none, "at the limit: one attempt in flight")
+        #expect(pool.leaseRequested(by: 3) == .none)
+        #expect(pool.connectionFailed(0) == [.failWaiter(1), .createConnection(1)])
+        #expect(pool.connectionFailed(1) == [.failWaiter(2), .createConnection(2)])
+        #expect(pool.connectionEstablished(2, now: .now) == .lease(2, to: 3))
+        #expect(pool.waiterCount == 0)
     }
 
     @Test func closedConnectionIsReplacedForWaiters() {
