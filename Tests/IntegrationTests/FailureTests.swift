@@ -122,6 +122,24 @@ extension IntegrationTests {
                 #expect(elapsed < .seconds(3), "login failure took \(elapsed)")
             }
         }
+
+        /// More clients than `pool_size` log in while the server is down: every one of them is told
+        /// promptly (each failed attempt starts one for the clients still queued), none waits out
+        /// `query_wait_timeout`.
+        @Test func serverDownFailsEveryQueuedLoginPromptly() async throws {
+            let deadPort = try freePort()
+            try await withProxy(["connect_timeout": "2", "pool_size": "1", "worker_threads": "1", "query_wait_timeout": "30"],
+                                primaryPort: deadPort) { proxy in
+                let (errors, elapsed) = await timed {
+                    await withTaskGroup(of: (any Error)?.self) { group in
+                        for _ in 0..<6 { group.addTask { await expectConnectFailure(port: proxy.port) } }
+                        return await group.reduce(into: []) { $0.append($1) }
+                    }
+                }
+                #expect(errors.count == 6 && errors.allSatisfy { $0?.sqlState == "08001" }, "\(errors.map { String(reflecting: $0) })")
+                #expect(elapsed < .seconds(10), "the last queued login failed only after \(elapsed)")
+            }
+        }
     }
 }
 
