@@ -38,10 +38,11 @@ struct PoolSettings: Sendable {
     var connector = ServerConnector.tcp
 }
 
-/// Opens the transport to a server with `handler` on it, and fails the future when it cannot.
-/// A seam so the relay can be tested with scripted servers on `EmbeddedChannel`s, no sockets.
+/// Opens the transport to a server with `handler` on it (a ``BackendConnection``, or a cancel request's
+/// sender), and fails the future when it cannot. A seam so the relay can be tested with scripted servers
+/// on `EmbeddedChannel`s, no sockets.
 struct ServerConnector: Sendable {
-    var connect: @Sendable (_ server: ServerDefinition, _ handler: BackendConnection, _ eventLoop: EventLoop,
+    var connect: @Sendable (_ server: ServerDefinition, _ handler: any ChannelHandler, _ eventLoop: EventLoop,
                             _ timeout: TimeAmount) -> EventLoopFuture<Void>
 
     static let tcp = ServerConnector { server, handler, eventLoop, timeout in

@@ -12,7 +12,7 @@ final class PoolShard: PoolActivityObserver, @unchecked Sendable {
     private(set) var configuration: ProxyConfiguration
     /// This loop's copy of the servers and roles in force (see ``Topology``).
     private(set) var topology: Topology
-    private var settings: PoolSettings
+    private(set) var settings: PoolSettings
     private let logger: Logger
     private var pools: [PoolKey: ConnectionPool] = [:]
     private var sessions: [ObjectIdentifier: ClientSession] = [:]

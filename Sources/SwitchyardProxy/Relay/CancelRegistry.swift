@@ -44,19 +44,36 @@ final class CancelRegistry: Sendable {
         }
     }
 
-    /// Opens a connection to `server` and sends it a CancelRequest with the backend's own key.
-    func sendCancel(_ key: CancelRequest, to server: ServerDefinition, on eventLoop: EventLoop, logger: Logger) {
-        ClientBootstrap(group: eventLoop)
-            .connect(host: server.host, port: server.port)
-            .whenComplete { result in
-                switch result {
-                case .success(let channel):
-                    var buffer = channel.allocator.buffer(capacity: 16)
-                    key.encode(into: &buffer)
-                    channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) }
-                case .failure(let error):
-                    logger.warning("could not forward cancel request", metadata: ["server": "\(server.name)", "error": "\(error)"])
-                }
-            }
+    /// Opens a connection to `server` (as the pools do, through `connector`) and sends it a CancelRequest
+    /// with the backend's own key.
+    func sendCancel(_ key: CancelRequest, to server: ServerDefinition, on eventLoop: EventLoop, connector: ServerConnector,
+                    timeout: TimeAmount, logger: Logger) {
+        connector.connect(server, CancelRequestSender(key: key), eventLoop, timeout).whenFailure { error in
+            logger.warning("could not forward cancel request", metadata: ["server": "\(server.name)", "error": "\(error)"])
+        }
+    }
+}
+
+/// Sends one CancelRequest once its connection is up, then closes it: the server answers nothing.
+final class CancelRequestSender: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let key: CancelRequest
+
+    init(key: CancelRequest) { self.key = key }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { send(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        send(context)
+        context.fireChannelActive()
+    }
+
+    private func send(_ context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: 16)
+        key.encode(into: &buffer)
+        context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }

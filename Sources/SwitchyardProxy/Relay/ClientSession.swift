@@ -1099,7 +1099,9 @@ final class ClientSession: ChannelDuplexHandler, RemovableChannelHandler, PoolWa
     /// Called on this session's event loop when a CancelRequest carrying its key arrived.
     func cancelCurrentQuery() {
         guard let backend else { return }
-        runtime.cancelRegistry.sendCancel(backend.cancelKey, to: backend.server, on: context.eventLoop, logger: logger)
+        let settings = shard.settings
+        runtime.cancelRegistry.sendCancel(backend.cancelKey, to: backend.server, on: context.eventLoop, connector: settings.connector,
+                                          timeout: settings.connectTimeout, logger: logger)
     }
 
     /// This client as SHOW CLIENTS shows it.

@@ -77,6 +77,16 @@ final class RelayHarness {
         return other
     }
 
+    /// A client connection that sends only `packet` (a CancelRequest, say), as libpq sends a cancel.
+    func rawClient(sending packet: ByteBuffer) throws -> EmbeddedChannel {
+        let other = EmbeddedChannel(loop: loop)
+        try other.pipeline.syncOperations.addHandler(ClientSession(runtime: runtime, shard: shard, logger: runtime.logger))
+        try other.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40002)).wait()
+        try other.writeInbound(packet)
+        loop.run()
+        return other
+    }
+
     /// Every message `channel` (a client of ``anotherClient()``) was sent so far.
     static func received(by channel: EmbeddedChannel) throws -> [Frame] {
         var decoder = FrameDecoder(maximumLength: 1 << 20)
@@ -136,6 +146,9 @@ final class ScriptedServer: @unchecked Sendable {
     let channel: EmbeddedChannel
     private var decoder = FrameDecoder(maximumLength: 1 << 20)
 
+    /// The process ID this server told the relay at start-up (its cancel key carries it).
+    private(set) var processID: Int32 = 0
+
     init(name: String, channel: EmbeddedChannel) {
         self.name = name
         self.channel = channel
@@ -150,6 +163,7 @@ final class ScriptedServer: @unchecked Sendable {
         }
         raw.moveReaderIndex(forwardBy: Int(length))
         if raw.readableBytes > 0 { throw HarnessError("\(name) was sent more than its StartupMessage") }
+        processID = Int32.random(in: 1000...99_999)
         try send { buffer in
             AuthenticationRequest.ok.encode(into: &buffer)
             BackendMessage.parameterStatus(name: "server_version", value: "15.8", into: &buffer)
@@ -157,7 +171,7 @@ final class ScriptedServer: @unchecked Sendable {
             BackendMessage.parameterStatus(name: "DateStyle", value: "ISO, MDY", into: &buffer)
             BackendMessage.parameterStatus(name: "TimeZone", value: "UTC", into: &buffer)
             BackendMessage.parameterStatus(name: "application_name", value: "", into: &buffer)
-            BackendMessage.backendKeyData(CancelRequest(processID: Int32.random(in: 1000...99_999), secretKey: 7), into: &buffer)
+            BackendMessage.backendKeyData(CancelRequest(processID: processID, secretKey: 7), into: &buffer)
             BackendMessage.readyForQuery(.idle, into: &buffer)
         }
     }

@@ -523,6 +523,47 @@ import Testing
         #expect(!relay.client.isActive)
     }
 
+    /// A CancelRequest with the key the client was given reaches the server running its query, on a
+    /// connection of its own, with that server's own key; the query's answer then comes as usual.
+    @Test func aCancelReachesTheServerRunningTheClientsQueryWithThatServersKey() throws {
+        let relay = try RelayHarness()
+        let login = try relay.logIn()
+        let key = try #require(login.first { $0.id == BackendMessageID.backendKeyData }.flatMap { BackendMessage.decodeBackendKeyData($0.body) })
+        let primary = try relay.server("main")
+        try relay.clientSends { FrontendMessage.query("UPDATE t SET a = pg_sleep(60)", into: &$0) }
+        _ = try primary.received()
+        var cancel = ByteBuffer()
+        key.encode(into: &cancel)
+        let canceller = try relay.rawClient(sending: cancel)
+        #expect(!canceller.isActive)
+        let sender = try #require(relay.servers.last)
+        #expect(sender !== primary && sender.name == "main")
+        var sent = ByteBuffer()
+        while let buffer = try sender.channel.readOutbound(as: ByteBuffer.self) { sent.writeImmutableBuffer(buffer) }
+        var expected = ByteBuffer()
+        CancelRequest(processID: primary.processID, secretKey: 7).encode(into: &expected)
+        #expect(sent == expected)
+        #expect(!sender.channel.isActive)
+        try primary.send { buffer in
+            ErrorFields(severity: .error, code: "57014", message: "canceling statement due to user request").encode(into: &buffer)
+            BackendMessage.readyForQuery(.idle, into: &buffer)
+        }
+        let answer = try relay.clientReceived()
+        #expect(Self.ids(answer) == "EZ" && answer.first?.errorFields?.code == "57014")
+        #expect(relay.client.isActive)
+    }
+
+    /// A cancel with a key nobody was given is ignored, as Postgres ignores it: no server is contacted.
+    @Test func aCancelWithAnUnknownKeyReachesNoServer() throws {
+        let relay = try RelayHarness()
+        try relay.logIn()
+        var cancel = ByteBuffer()
+        CancelRequest(processID: 4242, secretKey: 99).encode(into: &cancel)
+        let canceller = try relay.rawClient(sending: cancel)
+        #expect(!canceller.isActive)
+        #expect(relay.servers.count == 1)
+    }
+
     static func parse(_ name: String, _ sql: String, into buffer: inout ByteBuffer) {
         ParseMessage.encode(statement: name, definition: definition(sql), into: &buffer)
     }
