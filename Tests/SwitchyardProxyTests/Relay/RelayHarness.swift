@@ -16,6 +16,7 @@ final class RelayHarness {
     let shard: PoolShard
     private let opened: NIOLockedValueBox<[ScriptedServer]>
     private var clientDecoder = FrameDecoder(maximumLength: 1 << 20)
+    private var clientBytes = ByteBuffer()
 
     /// Server connections in the order the pools opened them.
     var servers: [ScriptedServer] { opened.withLockedValue { $0 } }
@@ -90,10 +91,10 @@ final class RelayHarness {
     /// Every message `channel` (a client of ``anotherClient()``) was sent so far.
     static func received(by channel: EmbeddedChannel) throws -> [Frame] {
         var decoder = FrameDecoder(maximumLength: 1 << 20)
+        var bytes = ByteBuffer()
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { bytes.writeImmutableBuffer(buffer) }
         var frames: [Frame] = []
-        while var buffer = try channel.readOutbound(as: ByteBuffer.self) {
-            while let frame = try decoder.decode(buffer: &buffer) { frames.append(frame) }
-        }
+        while let frame = try decoder.decode(buffer: &bytes) { frames.append(frame) }
         return frames
     }
 
@@ -131,11 +132,12 @@ final class RelayHarness {
     }
 
     /// Every message the client was sent since the last call.
+    /// Bytes are gathered across writes first: the relay forwards a server's reads as they come, so a
+    /// message may span two of them.
     func clientReceived() throws -> [Frame] {
+        while let buffer = try client.readOutbound(as: ByteBuffer.self) { clientBytes.writeImmutableBuffer(buffer) }
         var frames: [Frame] = []
-        while var buffer = try client.readOutbound(as: ByteBuffer.self) {
-            while let frame = try clientDecoder.decode(buffer: &buffer) { frames.append(frame) }
-        }
+        while let frame = try clientDecoder.decode(buffer: &clientBytes) { frames.append(frame) }
         return frames
     }
 }
@@ -145,6 +147,8 @@ final class ScriptedServer: @unchecked Sendable {
     let name: String
     let channel: EmbeddedChannel
     private var decoder = FrameDecoder(maximumLength: 1 << 20)
+    /// What the relay sent and no whole message of yet.
+    private var bytes = ByteBuffer()
 
     /// The process ID this server told the relay at start-up (its cancel key carries it).
     private(set) var processID: Int32 = 0
@@ -178,10 +182,9 @@ final class ScriptedServer: @unchecked Sendable {
 
     /// Every message the relay sent this server since the last call.
     func received() throws -> [Frame] {
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { bytes.writeImmutableBuffer(buffer) }
         var frames: [Frame] = []
-        while var buffer = try channel.readOutbound(as: ByteBuffer.self) {
-            while let frame = try decoder.decode(buffer: &buffer) { frames.append(frame) }
-        }
+        while let frame = try decoder.decode(buffer: &bytes) { frames.append(frame) }
         return frames
     }
 
