@@ -133,11 +133,12 @@ extension ClientSession {
             return
         }
         stallWatch = nil
+        let seconds = timeout.nanoseconds / 1_000_000_000
         logger.warning("closing a client that stopped partway through a large message; its max_buffered_bytes charge goes back", metadata: [
-            "message_bytes": "\(claim.bytes)", "message_stall_timeout_s": "\(timeout.nanoseconds / 1_000_000_000)", "user": "\(identity?.user ?? "?")",
+            "message_bytes": "\(claim.bytes)", "message_stall_timeout_s": "\(seconds)", "user": "\(identity?.user ?? "?")",
         ])
         fail(ErrorFields(severity: .fatal, code: SQLState.protocolViolation,
-                         message: "terminating connection: the client sent part of a \(claim.bytes)-byte message and then nothing for \(timeout.nanoseconds / 1_000_000_000) s",
+                         message: "terminating connection: the client sent part of a \(claim.bytes)-byte message and then nothing for \(seconds) s",
                          hint: "message_stall_timeout closes such clients, so the memory held for their message goes back to the others."))
     }
 

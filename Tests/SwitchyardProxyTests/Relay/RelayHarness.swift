@@ -21,12 +21,17 @@ final class RelayHarness {
     /// Server connections in the order the pools opened them.
     var servers: [ScriptedServer] { opened.withLockedValue { $0 } }
 
-    static let configuration = """
+    static let configuration = config()
+
+    /// The harness's configuration in `poolMode`, with `settings` (`key = value` lines) added to `[switchyard]`.
+    static func config(poolMode: String = "transaction", _ settings: String...) -> String {
+        """
         [switchyard]
         auth_type = trust
-        pool_mode = transaction
+        pool_mode = \(poolMode)
         pool_size = 4
         health_check_user = app
+        \(settings.joined(separator: "\n"))
         [servers]
         main = host=127.0.0.1 port=1 role=primary
         r1 = host=127.0.0.1 port=2 role=replica
@@ -34,6 +39,7 @@ final class RelayHarness {
         [users]
         app = password=secret
         """
+    }
 
     init(configuration text: String = RelayHarness.configuration) throws {
         let configuration = try ProxyConfiguration.parse(text)
@@ -198,12 +204,22 @@ final class ScriptedServer: @unchecked Sendable {
 
     /// The answer to a one-column simple query: RowDescription, DataRows, CommandComplete, ReadyForQuery.
     func answer(column: String = "?column?", rows: [String], status: TransactionStatus = .idle) throws {
+        try send { Self.writeRows(column: column, rows, into: &$0); BackendMessage.readyForQuery(status, into: &$0) }
+    }
+
+    /// The answer to statements without rows: a CommandComplete per tag, then ReadyForQuery.
+    func complete(_ tags: String..., status: TransactionStatus = .idle) throws {
         try send { buffer in
-            BackendMessage.rowDescription(columns: [column], into: &buffer)
-            for row in rows { BackendMessage.dataRow([row], into: &buffer) }
-            BackendMessage.commandComplete("SELECT \(rows.count)", into: &buffer)
+            for tag in tags { BackendMessage.commandComplete(tag, into: &buffer) }
             BackendMessage.readyForQuery(status, into: &buffer)
         }
+    }
+
+    /// A one-column result: RowDescription, a DataRow per row, CommandComplete.
+    static func writeRows(column: String = "?column?", _ rows: [String], into buffer: inout ByteBuffer) {
+        BackendMessage.rowDescription(columns: [column], into: &buffer)
+        for row in rows { BackendMessage.dataRow([row], into: &buffer) }
+        BackendMessage.commandComplete("SELECT \(rows.count)", into: &buffer)
     }
 }
 

@@ -13,8 +13,7 @@ import Testing
 /// server, or a replica serving a pipeline of reads), and the client gets FATAL 08006 after the answers it
 /// already had, and is closed. Each seed is printed when it fails (`RELAY_SEED=<seed>` replays it).
 @Suite struct RelayPropertyTests {
-    static let eventual = RelayHarness.configuration.replacingOccurrences(
-        of: "health_check_user = app", with: "health_check_user = app\nread_consistency = eventual")
+    static let eventual = RelayHarness.config("read_consistency = eventual")
 
     enum Statement {
         case read(Int), write(Int)
@@ -111,9 +110,7 @@ import Testing
         if onReplica && mayRefuse && roll < 20 {
             ErrorFields(severity: .error, code: "25006", message: "cannot execute INSERT in a read-only transaction").encode(into: &answer)
         } else if sql.hasPrefix("SELECT ") {
-            BackendMessage.rowDescription(columns: ["?column?"], into: &answer)
-            BackendMessage.dataRow([String(sql.dropFirst("SELECT ".count))], into: &answer)
-            BackendMessage.commandComplete("SELECT 1", into: &answer)
+            ScriptedServer.writeRows([String(sql.dropFirst("SELECT ".count))], into: &answer)
         } else {
             BackendMessage.commandComplete("INSERT 0 1", into: &answer)
         }

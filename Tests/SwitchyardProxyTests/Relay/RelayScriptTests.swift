@@ -100,19 +100,13 @@ import Testing
         let primary = try relay.server("main")
         try relay.clientSends { FrontendMessage.query("INSERT INTO t VALUES (1)", into: &$0) }
         _ = try primary.received()
-        try primary.send { buffer in
-            BackendMessage.commandComplete("INSERT 0 1", into: &buffer)
-            BackendMessage.readyForQuery(.idle, into: &buffer)
-        }
+        try primary.complete("INSERT 0 1")
         #expect(Self.ids(try relay.clientReceived()) == "CZ")
         // Behind the commit: the query for the primary's write position.
         let probe = try primary.received()
         #expect(probe.count == 1 && probe.first?.id == FrontendMessageID.query)
         try primary.send { buffer in
-            BackendMessage.rowDescription(columns: ["lsn"], into: &buffer)
-            BackendMessage.dataRow(["0/3000060"], into: &buffer)
-            BackendMessage.commandComplete("SELECT 1", into: &buffer)
-            BackendMessage.readyForQuery(.idle, into: &buffer)
+            Self.writePositionAnswer(into: &buffer)
             ErrorFields(severity: .warning, code: "57P02", message: "terminating connection because of unexpected SIGQUIT signal")
                 .encode(into: &buffer, id: BackendMessageID.noticeResponse)
         }
@@ -183,10 +177,7 @@ import Testing
         #expect(try relay.session().heldFor == "main")
         relay.shard.setPause(PauseScope())
         #expect(try primary.received().compactMap(\.queryText) == ["INSERT INTO t VALUES (1)"])
-        try primary.send { buffer in
-            BackendMessage.commandComplete("INSERT 0 1", into: &buffer)
-            BackendMessage.readyForQuery(.idle, into: &buffer)
-        }
+        try primary.complete("INSERT 0 1")
         #expect(Self.ids(try relay.clientReceived()) == "CZ")
     }
 
@@ -361,8 +352,7 @@ import Testing
     /// A client that sends part of a large message (held whole, charged to the budget) and then nothing for
     /// `message_stall_timeout` is closed with 08P01, and its charge goes back; each read of it restarts the clock.
     @Test func aClientStalledPartwayThroughALargeMessageIsClosedAndItsChargeGoesBack() throws {
-        let relay = try RelayHarness(configuration: RelayHarness.configuration.replacingOccurrences(
-            of: "pool_size = 4", with: "pool_size = 4\nmessage_stall_timeout = 2"))
+        let relay = try RelayHarness(configuration: RelayHarness.config("message_stall_timeout = 2"))
         try relay.logIn()
         var parse = ByteBuffer()
         Self.parse("", "INSERT INTO t VALUES ('" + String(repeating: "x", count: 100_000) + "')", into: &parse)
@@ -384,8 +374,7 @@ import Testing
 
     /// The same message sent slowly but steadily, then completed, runs: the stall check is not a deadline.
     @Test func aLargeMessageSentSlowlyButSteadilyRuns() throws {
-        let relay = try RelayHarness(configuration: RelayHarness.configuration.replacingOccurrences(
-            of: "pool_size = 4", with: "pool_size = 4\nmessage_stall_timeout = 2"))
+        let relay = try RelayHarness(configuration: RelayHarness.config("message_stall_timeout = 2"))
         try relay.logIn()
         let primary = try relay.server("main")
         var batch = ByteBuffer()
@@ -415,7 +404,7 @@ import Testing
         func commandOn(_ server: ScriptedServer, _ sql: String, tag: String, status: TransactionStatus) throws {
             try relay.clientSends { FrontendMessage.query(sql, into: &$0) }
             #expect(try server.received().compactMap(\.queryText) == [sql])
-            try server.send { BackendMessage.commandComplete(tag, into: &$0); BackendMessage.readyForQuery(status, into: &$0) }
+            try server.complete(tag, status: status)
             #expect(Self.ids(try relay.clientReceived()) == "CZ")
         }
         try commandOn(old, "BEGIN", tag: "BEGIN", status: .inTransaction)
@@ -474,7 +463,7 @@ import Testing
         #expect(try primary.received().compactMap(\.queryText) == [WatermarkProbe.query])
     }
 
-    static let sessionMode = RelayHarness.configuration.replacingOccurrences(of: "pool_mode = transaction", with: "pool_mode = session")
+    static let sessionMode = RelayHarness.config(poolMode: "session")
 
     /// Session mode: the client keeps its server; when it leaves, the server runs `server_reset_query`
     /// before the next client gets it, and that client is told the parameters the reset restored.
@@ -594,20 +583,19 @@ import Testing
         let sent = try server.received()
         guard !sent.isEmpty else { return }
         #expect(sent.compactMap(\.queryText) == [WatermarkProbe.query])
-        try server.send { buffer in
-            BackendMessage.rowDescription(columns: ["lsn"], into: &buffer)
-            BackendMessage.dataRow(["0/3000060"], into: &buffer)
-            BackendMessage.commandComplete("SELECT 1", into: &buffer)
-            BackendMessage.readyForQuery(.idle, into: &buffer)
-        }
+        try server.send(Self.writePositionAnswer)
+    }
+
+    /// The answer to the write-position query: one row, then ReadyForQuery.
+    static func writePositionAnswer(into buffer: inout ByteBuffer) {
+        ScriptedServer.writeRows(column: "lsn", ["0/3000060"], into: &buffer)
+        BackendMessage.readyForQuery(.idle, into: &buffer)
     }
 
     /// Postgres' answer to `SELECT set_config('application_name', ...)`: the row, then the report.
     static func setConfigAnswer(application: String) -> (inout ByteBuffer) -> Void {
         { buffer in
-            BackendMessage.rowDescription(columns: ["set_config"], into: &buffer)
-            BackendMessage.dataRow([application], into: &buffer)
-            BackendMessage.commandComplete("SELECT 1", into: &buffer)
+            ScriptedServer.writeRows(column: "set_config", [application], into: &buffer)
             BackendMessage.parameterStatus(name: "application_name", value: application, into: &buffer)
             BackendMessage.readyForQuery(.idle, into: &buffer)
         }
